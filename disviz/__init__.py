@@ -1,0 +1,3 @@
+"""disviz: interactive latent exploration for disentangled representation learning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from disviz.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""Command line: ``python -m disviz <command>``.
+
+This module only parses arguments; each command's handler lives with the code it drives
+(``module:function`` strings, imported lazily so ``--help`` stays fast and torch is only
+imported by the commands that need it). Handlers take the argparse namespace and return an
+exit code. User errors are raised as ``CLIError`` (or the subsystem's own error classes) and
+printed as one clear line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+
+class CLIError(RuntimeError):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def _add_data_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-path",
+        default=None,
+        help="real dataset file (dSprites .npz, 3dshapes.h5, SmallNORB dir, MPI3D .npz); "
+        "defaults to $DISVIZ_DATA. Never downloads.",
+    )
+    p.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option, e.g. correlation=0.9 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m disviz", description="disviz: see what disentangled models learned.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    # --- data (disviz/data/commands.py) ---------------------------------------------------
+    data = sub.add_parser("data", help="inspect and render ground-truth datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("list", help="list available datasets")
+    p.set_defaults(handler="disviz.data.commands:cmd_list")
+    p = data_sub.add_parser("info", help="print factors and sizes of a dataset")
+    p.add_argument("name")
+    _add_data_option(p)
+    p.set_defaults(handler="disviz.data.commands:cmd_info")
+    p = data_sub.add_parser("render", help="write a grid of random samples as PNG")
+    p.add_argument("name")
+    p.add_argument("--out", default="grid.png")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_data_option(p)
+    p.set_defaults(handler="disviz.data.commands:cmd_render")
+    p = data_sub.add_parser("build", help="build the bit-packed on-disk cache of procedural dSprites")
+    p.add_argument("name", nargs="?", default="dsprites")
+    p.set_defaults(handler="disviz.data.commands:cmd_build")
+
+    # --- train (disviz/train.py) ---------------------------------------------------------
+    p = sub.add_parser("train", help="train a model and write a checkpoint folder")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--steps", type=int, default=None, help="default: the model config's steps")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--save-every", type=int, default=1000)
+    p.add_argument("--track-diffusion", type=int, default=0, metavar="N", help="compute NMI1/NMI2 every N steps")
+    p.add_argument("--no-progress", action="store_true")
+    _add_data_option(p)
+    p.set_defaults(handler="disviz.train:cmd_train")
+
+    # --- evaluate (disviz/metrics/evaluate.py) ---------------------------------------------
+    p = sub.add_parser("evaluate", help="compute all metrics for a checkpoint and store them in its card")
+    p.add_argument("checkpoint")
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="paper", choices=["paper", "fast"])
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-store", action="store_true", help="do not write the report into card.json")
+    p.add_argument("--device", default="auto")
+    _add_data_option(p)
+    p.set_defaults(handler="disviz.metrics.evaluate:cmd_evaluate")
+
+    # --- anneal (disviz/diagnostics/annealing.py) --------------------------------------------
+    p = sub.add_parser("anneal", help="run the IFP annealing test")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--factors", nargs="*", default=None, help="factor names (default: all)")
+    p.add_argument("--bases", type=int, default=8, help="random bases per factor")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule", default="exp", choices=["exp", "linear"])
+    p.add_argument("--label-free", action="store_true", help="anneal one multi-latent VAE on the whole dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    _add_data_option(p)
+    p.set_defaults(handler="disviz.diagnostics.annealing:cmd_anneal")
+
+    # --- bench (each subsystem owns its benchmark) -------------------------------------------
+    bench = sub.add_parser("bench", help="print speed figures")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    p = bench_sub.add_parser("data", help="images/s for lazy rendering and the full dSprites build")
+    p.add_argument("--full", action="store_true", help="also time the full 737,280-image dSprites build")
+    p.set_defaults(handler="disviz.data.commands:cmd_bench")
+    p = bench_sub.add_parser("train", help="images/s of the engine vs a plain PyTorch loop")
+    p.add_argument("--model", default="betavae")
+    p.add_argument("--dataset", default="dsprites")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler="disviz.train:cmd_bench")
+    p = bench_sub.add_parser("metrics", help="time each metric on 10,000 samples x 10 latents")
+    p.add_argument("--n", type=int, default=10_000)
+    p.set_defaults(handler="disviz.metrics.evaluate:cmd_bench")
+    p = bench_sub.add_parser("anneal", help="time a batched annealing run")
+    p.add_argument("--dataset", default="dsprites")
+    p.add_argument("--bases", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler="disviz.diagnostics.annealing:cmd_bench")
+    p = bench_sub.add_parser("app", help="server time of a slider move and of the first traversal")
+    p.add_argument("--checkpoint", default=None)
+    p.set_defaults(handler="disviz.explore:cmd_bench")
+    return parser
+
+
+def _resolve(target: str):
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = _resolve(args.handler)
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # user-facing errors print one line; bugs keep their traceback
+        if _is_user_error(exc):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from disviz.errors import UserError
+
+    return isinstance(exc, (CLIError, UserError))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
