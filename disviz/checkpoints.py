@@ -1,0 +1,611 @@
+"""Checkpoint folders: ``model.safetensors`` + ``card.json`` (+ optimiser state for resume).
+
+Why a folder and not one file: the card is human-readable JSON that the app, the CLI and
+``evaluate`` read and update without touching the weights, and the weights are safetensors so
+loading a checkpoint from someone else can never execute code (nothing is ever unpickled).
+
+Writes are atomic: a new checkpoint is written into a hidden temp sibling folder, fsynced, and
+swapped in with two renames, so a crash (or Ctrl-C) at any point leaves either the previous good
+checkpoint or the new complete one, never a half-written folder. If the process dies between
+the two renames the previous checkpoint sits in a hidden ``.<name>.old-*`` sibling and is
+restored automatically by the next load / save.
+
+Optimiser state is flattened into ``optimizer.safetensors`` (tensors) + ``optimizer.json``
+(hyper-parameters and scalars) instead of ``torch.save``'s pickle.
+
+A sibling lock file (``.<name>.lock``, created with O_CREAT|O_EXCL, holding pid / host / thread)
+stops two processes or two app sessions (threads) from writing the same folder at once; the
+holder thread may re-enter it (the trainer holds it for the whole run and saves inside it).
+Locks left by dead processes on this host are detected and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from disviz.data.base import DatasetInfo
+from disviz.errors import CheckpointError, TrainingError
+
+__all__ = [
+    "CARD_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MODEL_FILE",
+    "OPTIMIZER_FILE",
+    "OPTIMIZER_JSON",
+    "checkpoint_lock",
+    "checkpoint_summary",
+    "is_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_optimizer_state",
+    "read_card",
+    "save_checkpoint",
+    "update_card",
+    "versions",
+]
+
+FORMAT = "disviz-checkpoint"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CARD_FILE = "card.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+OPTIMIZER_JSON = "optimizer.json"
+_OWN_FILES = {MODEL_FILE, CARD_FILE, OPTIMIZER_FILE, OPTIMIZER_JSON}
+_STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# --- small helpers -------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    """Library versions recorded in every card (scores and speed move with them)."""
+    import numpy
+    import safetensors
+
+    import disviz
+
+    out = {
+        "disviz": disviz.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+    with contextlib.suppress(Exception):
+        import sklearn
+
+        out["scikit-learn"] = sklearn.__version__
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, allow_nan=True, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy scalars / arrays
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"card value of type {type(obj).__name__} is not JSON-serialisable")
+
+
+def _backups(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+
+
+def _recover_interrupted_swap(path: Path) -> None:
+    """A crash between the two renames of a save leaves only the backup: put it back."""
+    if path.exists():
+        return
+    backups = [b for b in _backups(path) if (b / CARD_FILE).is_file() and (b / MODEL_FILE).is_file()]
+    if backups:
+        with contextlib.suppress(OSError):
+            os.replace(backups[-1], path)
+
+
+# --- locking -------------------------------------------------------------------------------
+_held: dict[str, tuple[int, int]] = {}  # lock path -> (thread ident, depth)
+_held_guard = threading.Lock()
+
+
+def _lock_path(path: Path) -> Path:
+    path = Path(path).absolute()
+    return path.parent / f".{path.name}.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _lock_is_stale(lock: Path) -> bool:
+    try:
+        info = json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        # unreadable / half-written: stale only when old (a writer may be mid-write)
+        with contextlib.suppress(OSError):
+            return time.time() - lock.stat().st_mtime > 30
+        return False
+    if info.get("host") != socket.gethostname():
+        return False  # cannot check a pid on another machine
+    pid = int(info.get("pid", -1))
+    if pid == os.getpid():
+        # our own process: every live holder is in _held and was refused before we got here
+        return True
+    return not _pid_alive(pid)
+
+
+def _create_lock_file(lock: Path, path: Path, purpose: str, thread: int) -> None:
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname(), "thread": thread, "purpose": purpose, "since": _now()}
+    )
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if attempt == 0 and _lock_is_stale(lock):
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            try:
+                holder = json.loads(lock.read_text(encoding="utf-8"))
+                who = f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('purpose')}, since {holder.get('since')})"
+            except (OSError, ValueError):
+                who = "another process"
+            raise TrainingError(
+                f"checkpoint folder {path} is locked by {who}; wait for it to finish, or if that "
+                f"process is gone delete {lock}"
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(payload)
+        return
+
+
+@contextlib.contextmanager
+def checkpoint_lock(path: str | os.PathLike[str], purpose: str = "write") -> Iterator[Path]:
+    """Exclusive writer lock on the checkpoint folder ``path`` (re-entrant for the holding thread).
+
+    Raises TrainingError when another process or thread holds it. The lock is a sibling file
+    so it survives the folder being swapped by an atomic save.
+    """
+    lock = _lock_path(Path(path))
+    key = str(lock)
+    me = threading.get_ident()
+    with _held_guard:
+        if key in _held:
+            owner, depth = _held[key]
+            if owner == me:
+                _held[key] = (owner, depth + 1)
+                reentered = True
+            else:
+                raise TrainingError(
+                    f"checkpoint folder {Path(path)} is being written by another session of this app "
+                    f"(thread {owner}); wait until it finishes or choose another output folder"
+                )
+        else:
+            reentered = False
+            _held[key] = (me, 1)  # reserve before creating the file (no race with our own threads)
+    if not reentered:
+        try:
+            _create_lock_file(lock, Path(path), purpose, me)
+        except BaseException:
+            with _held_guard:
+                _held.pop(key, None)
+            raise
+    try:
+        yield lock
+    finally:
+        with _held_guard:
+            owner, depth = _held[key]
+            if depth > 1:
+                _held[key] = (owner, depth - 1)
+                release = False
+            else:
+                del _held[key]
+                release = True
+        if release:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+
+# --- saving --------------------------------------------------------------------------------
+def _flatten_optimizers(optimizers: list[torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimiser state dicts -> (tensors for safetensors, JSON for everything else)."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: list[dict[str, Any]] = []
+    for i, opt in enumerate(optimizers):
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, pstate in sd["state"].items():
+            for k, v in pstate.items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"opt{i}.{pid}.{k}"] = v.detach().to("cpu").contiguous().clone()
+                else:
+                    scalars.setdefault(str(pid), {})[k] = v
+        groups = []
+        for g in sd["param_groups"]:
+            groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()})
+        meta.append(
+            {
+                "class": type(opt).__name__,
+                "param_groups": groups,
+                "tuple_keys": sorted({k for g in sd["param_groups"] for k, v in g.items() if isinstance(v, tuple)}),
+                "scalars": scalars,
+                "tensor_keys": sorted(k for k in tensors if k.startswith(f"opt{i}.")),
+            }
+        )
+    return tensors, {"optimizers": meta}
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: torch.nn.Module,
+    card: Mapping[str, Any],
+    optimizers: list[torch.optim.Optimizer] | None = None,
+    *,
+    dtype: str = "float32",
+    extra_tensors: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write the checkpoint folder ``path`` atomically and return it.
+
+    ``card`` gets the format keys, ``versions`` and ``created``/``saved`` filled in.
+    ``dtype='float16'`` stores floating weights in half precision for shipping (loaded back
+    as float32). ``optimizers`` (for resume) and ``extra_tensors`` (e.g. RNG states) go into
+    ``optimizer.safetensors`` + ``optimizer.json``. Files in the folder that are not ours
+    (plots, exports) are carried over to the new folder.
+    """
+    path = Path(path)
+    if dtype not in _STORAGE_DTYPES:
+        raise CheckpointError(f"unknown storage dtype {dtype!r}; use one of {sorted(_STORAGE_DTYPES)}")
+    store = _STORAGE_DTYPES[dtype]
+    with checkpoint_lock(path, purpose="save"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _recover_interrupted_swap(path)
+        if path.exists() and not path.is_dir():
+            raise CheckpointError(f"{path} exists and is not a folder; choose another checkpoint path")
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir()
+            # model.safetensors: contiguous CPU copies (also breaks tied-weight sharing)
+            state: dict[str, torch.Tensor] = {}
+            for k, v in model.state_dict().items():
+                t = v.detach().to("cpu")
+                if t.is_floating_point() and store != torch.float32:
+                    t = t.to(store)
+                state[k] = t.contiguous().clone()
+            save_file(state, str(tmp / MODEL_FILE), metadata={"format": FORMAT, "dtype": dtype})
+            full = dict(card)
+            full["format"] = FORMAT
+            full["format_version"] = FORMAT_VERSION
+            full.setdefault("versions", versions())
+            full.setdefault("created", _now())
+            full["saved"] = _now()
+            full["storage_dtype"] = dtype
+            if optimizers or extra_tensors:
+                tensors, meta = _flatten_optimizers(list(optimizers or []))
+                for k, v in (extra_tensors or {}).items():
+                    tensors[f"extra.{k}"] = v.detach().to("cpu").contiguous().clone()
+                meta["extra_keys"] = sorted(extra_tensors or {})
+                save_file(tensors, str(tmp / OPTIMIZER_FILE))
+                _write_json(tmp / OPTIMIZER_JSON, meta)
+            _write_json(tmp / CARD_FILE, full)
+            if path.is_dir():  # keep files others put into the folder
+                for entry in path.iterdir():
+                    if entry.name not in _OWN_FILES and not (tmp / entry.name).exists():
+                        if entry.is_dir():
+                            shutil.copytree(entry, tmp / entry.name)
+                        else:
+                            shutil.copy2(entry, tmp / entry.name)
+            for f in tmp.iterdir():
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+            _fsync_dir(tmp)
+            # swap: path -> backup, tmp -> path, drop backup
+            backup = None
+            if path.exists():
+                backup = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(path, backup)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+            if backup is not None:
+                shutil.rmtree(backup, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _recover_interrupted_swap(path)
+            raise
+    return path
+
+
+# --- reading -------------------------------------------------------------------------------
+def is_checkpoint(path: str | os.PathLike[str]) -> bool:
+    p = Path(path)
+    return (p / CARD_FILE).is_file() and (p / MODEL_FILE).is_file()
+
+
+def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``card.json`` of a checkpoint folder, checked for format and version."""
+    path = Path(path)
+    _recover_interrupted_swap(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint folder {path} does not exist; check the path (train one with `python -m disviz train`)"
+        )
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file, not a checkpoint folder; pass the folder that holds {CARD_FILE}")
+    card_file = path / CARD_FILE
+    if not card_file.is_file():
+        raise CheckpointError(
+            f"{path} has no {CARD_FILE}; it is not a disviz checkpoint folder (or it was copied incompletely)"
+        )
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{card_file} is not valid JSON ({exc}); restore it from a copy or retrain") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{card_file} must hold a JSON object, found {type(card).__name__}")
+    if card.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{card_file}: format is {card.get('format')!r}, expected {FORMAT!r}; not a disviz checkpoint"
+        )
+    version = card.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{card_file}: format_version {version!r} is not a valid version (expected {FORMAT_VERSION})"
+        )
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{card_file}: format_version {version} is newer than this disviz understands ({FORMAT_VERSION}); upgrade disviz"
+        )
+    return card
+
+
+def update_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
+    """Set top-level card keys (e.g. ``metrics=report``) atomically; returns the new card."""
+    path = Path(path)
+    with checkpoint_lock(path, purpose="update card"):
+        card = read_card(path)
+        for key in ("format", "format_version"):
+            if key in fields:
+                raise CheckpointError(f"update_card cannot change {key!r}")
+        card.update(fields)
+        tmp = path / f".{CARD_FILE}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            _write_json(tmp, card)
+            os.replace(tmp, path / CARD_FILE)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+    return card
+
+
+def _model_registry() -> Mapping[str, type]:
+    from disviz.models import MODELS
+
+    return MODELS
+
+
+def _build_model(card: dict[str, Any], where: Path) -> torch.nn.Module:
+    registry = _model_registry()
+    name = card.get("model")
+    if name not in registry:
+        raise CheckpointError(f"{where}: unknown model {name!r}; this disviz knows {sorted(registry)}")
+    cls = registry[name]
+    config = card.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: card has no 'config' object; the checkpoint is incomplete, retrain it")
+    try:
+        cfg = cls.config_class.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{where}: config does not fit model {name!r} ({exc}); was it written by another disviz version?"
+        ) from None
+    try:
+        info = DatasetInfo.from_dict(card["dataset"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{where}: card 'dataset' entry is missing or malformed ({exc!r}); retrain the checkpoint"
+        ) from None
+    try:
+        return cls(cfg, info)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: cannot build model {name!r} from its card config ({exc})") from None
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model in eval mode on ``device``, card). Refuses malformed folders with CheckpointError.
+
+    Checks: folder and files exist, card JSON / format / version, model name known, config
+    keys, tensor names and shapes equal to what the model expects. Weights stored in half
+    precision are cast back to the model's dtype (float32).
+    """
+    path = Path(path)
+    card = read_card(path)
+    weights = path / MODEL_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{path} has no {MODEL_FILE}; the checkpoint is incomplete, retrain or copy it again")
+    model = _build_model(card, path)
+    expected = model.state_dict()
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            keys = set(f.keys())
+            missing = sorted(set(expected) - keys)
+            unexpected = sorted(keys - set(expected))
+            if missing or unexpected:
+                raise CheckpointError(
+                    f"{weights}: tensors do not match model {card['model']!r} "
+                    f"(missing {missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                    f"{'…' if len(unexpected) > 5 else ''}); the weights belong to a different model or config"
+                )
+            state = {}
+            for k in sorted(keys):
+                t = f.get_tensor(k)
+                want = expected[k]
+                if tuple(t.shape) != tuple(want.shape):
+                    raise CheckpointError(
+                        f"{weights}: tensor {k!r} has shape {tuple(t.shape)} but model {card['model']!r} with this "
+                        f"config expects {tuple(want.shape)}; card config and weights disagree, retrain the checkpoint"
+                    )
+                if t.is_floating_point() and t.dtype != want.dtype:
+                    t = t.to(want.dtype)
+                state[k] = t
+    except SafetensorError as exc:
+        raise CheckpointError(
+            f"{weights} is not a readable safetensors file ({exc}); copy it again or retrain"
+        ) from None
+    model.load_state_dict(state, strict=True)
+    model.to(torch.device(device) if isinstance(device, str) else device)
+    model.eval()
+    return model, card
+
+
+def load_optimizer_state(
+    path: str | os.PathLike[str], optimizers: list[torch.optim.Optimizer], device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Restore optimiser state saved by ``save_checkpoint`` into ``optimizers`` (same layout).
+
+    Returns the extra tensors (e.g. RNG states). Raises CheckpointError if the saved layout
+    does not match (different number of optimisers or parameter groups).
+    """
+    path = Path(path)
+    meta_file, tensor_file = path / OPTIMIZER_JSON, path / OPTIMIZER_FILE
+    if not meta_file.is_file() or not tensor_file.is_file():
+        raise CheckpointError(
+            f"{path} has no optimiser state ({OPTIMIZER_JSON}); it cannot be resumed, start a new run"
+        )
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        with safe_open(str(tensor_file), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"{path}: optimiser state is unreadable ({exc}); start a new run") from None
+    saved = meta.get("optimizers", [])
+    if len(saved) != len(optimizers):
+        raise CheckpointError(
+            f"{path}: {len(saved)} saved optimisers but the model uses {len(optimizers)}; cannot resume"
+        )
+    for i, (opt, m) in enumerate(zip(optimizers, saved, strict=True)):
+        if len(m["param_groups"]) != len(opt.param_groups):
+            raise CheckpointError(f"{path}: optimiser {i} parameter groups differ from the model's; cannot resume")
+        state: dict[int, dict[str, Any]] = {}
+        for key in m.get("tensor_keys", []):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = tensors[key]
+        for pid, scal in m.get("scalars", {}).items():
+            state.setdefault(int(pid), {}).update(scal)
+        tuple_keys = set(m.get("tuple_keys", []))
+        groups = [{k: (tuple(v) if k in tuple_keys else v) for k, v in g.items()} for g in m["param_groups"]]
+        try:
+            opt.load_state_dict({"state": state, "param_groups": groups})
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: optimiser {i} state does not fit ({exc}); cannot resume") from None
+    return {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+
+
+def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Checkpoint folders (those holding card.json) under ``roots``, sorted; hidden folders skipped."""
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        if (root / CARD_FILE).is_file():
+            found.add(root.resolve())
+        for card in root.rglob(CARD_FILE):
+            rel = card.parent.relative_to(root).parts
+            if any(part.startswith(".") for part in rel):
+                continue  # temp / backup folders of an in-progress save
+            found.add(card.parent.resolve())
+    return sorted(found)
+
+
+_HEADLINE = (
+    ("infom", "InfoM"),
+    ("infoe", "InfoE"),
+    ("infoc", "InfoC"),
+    ("mig", "MIG"),
+    ("dci.disentanglement", "DCI-D"),
+    ("dci_disentanglement", "DCI-D"),
+)
+
+
+def _flat_numbers(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}".lower()
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            out[key] = float(v)
+        elif isinstance(v, Mapping):
+            out.update(_flat_numbers(v, key + "."))
+    return out
+
+
+def checkpoint_summary(card: Mapping[str, Any]) -> str:
+    """One line for pickers: 'betavae · dsprites · 300,000 steps · InfoM 0.41 · MIG 0.22'."""
+    ds = card.get("dataset") or {}
+    parts = [str(card.get("model", "?")), str(ds.get("name", "?")) if isinstance(ds, Mapping) else "?"]
+    steps = card.get("steps")
+    parts.append(f"{int(steps):,} steps" if isinstance(steps, (int, float)) else "? steps")
+    metrics = card.get("metrics")
+    if isinstance(metrics, Mapping):
+        flat = _flat_numbers(metrics)
+        shown: set[str] = set()
+        for key, label in _HEADLINE:
+            if label in shown:
+                continue
+            hit = next((v for k, v in flat.items() if k == key or k.endswith("." + key)), None)
+            if hit is not None:
+                parts.append(f"{label} {hit:.2f}")
+                shown.add(label)
+    return " · ".join(parts)

@@ -1,0 +1,804 @@
+"""The training engine: one loop for every model, an event stream, atomic checkpoints, resume.
+
+``train(cfg, callback, stop_event, hooks)`` is what the CLI (``python -m disviz train``) and the
+app's training tab both run. The loop calls ``model.train_step(x, step, optimizers)`` so each
+method keeps its own optimisation logic (DiD's critic steps, DEFT's stages, QLAE's clipping)
+and the engine owns everything around it: device, seeding, data, speed, logging, hooks,
+checkpoints, NaN guard, Ctrl-C / stop and resume.
+
+Speed choices (each switchable in ``TrainConfig``; ``python -m disviz bench train`` measures the
+engine against a plain PyTorch loop of the same network in the same run):
+
+- No per-step host syncs: loss terms are accumulated on the device and read with one
+  ``.tolist()`` every ``log_every`` steps (the NaN guard checks the window sum, so a NaN anywhere
+  in the window is caught before the next save).
+- Optimisers: Adam/AdamW are switched to the fused kernel (``optimizer_impl="auto"``: fused on
+  CUDA and CPU; 'foreach' and 'default' are the alternatives).
+- channels_last memory format for the conv nets (``channels_last=None`` = auto: on for CUDA,
+  where cuDNN's NHWC kernels pay under bf16; on CPU measured per machine, see below).
+- bf16 autocast on CUDA (``amp="auto"``); no GradScaler needed with bf16.
+- Data: ``dataset.batch_sampler`` (the data package's fast sampler) instead of rendering images
+  one by one; uint8 -> float happens on the device.
+- ``torch.compile`` of the loss (``compile=True``) is off by default: on CPU the compile time
+  is minutes and the gain on these small conv nets is small; on GPU it is an opt-in.
+- ``torch.set_num_threads`` is only called when ``num_threads`` is given (the app passes 1-2
+  so that its UI stays responsive); the library never changes it otherwise.
+
+Measured figures are in the README / closing note of issue 3 (``bench train`` prints them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from disviz.checkpoints import (
+    checkpoint_lock,
+    is_checkpoint,
+    load_checkpoint,
+    load_optimizer_state,
+    save_checkpoint,
+    versions,
+)
+from disviz.device import pick_device
+from disviz.errors import TrainingError, UserError
+
+__all__ = ["TrainConfig", "TrainEvent", "TrainHook", "cmd_bench", "cmd_train", "parse_key_values", "train"]
+
+EVENT_KINDS = ("start", "step", "eval", "checkpoint", "done", "stopped", "error")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``steps`` / ``batch_size`` default to the model config's (the paper's)."""
+
+    model: str
+    dataset: str
+    out: str | os.PathLike[str]
+    steps: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    dataset_path: str | None = None
+    save_every: int = 1000
+    log_every: int = 10
+    track_diffusion: int = 0
+    resume: bool = False
+    # --- engine switches (see the module docstring for why these defaults) ---------------
+    channels_last: bool | None = None  # None: auto (CUDA yes, CPU no)
+    optimizer_impl: str = "auto"  # auto | fused | foreach | default
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    compile: bool = False  # torch.compile the model's loss
+    num_threads: int | None = None  # torch.set_num_threads for this run only
+    save_dtype: str = "float32"  # weights storage: float32 | float16 | bfloat16
+    save_optimizer: bool = True  # optimiser state for resume
+    log_kl: bool = True  # per-latent KL of the last batch in 'step' events (VAEs)
+
+
+@dataclass
+class TrainEvent:
+    """One message of the event stream consumed by the CLI progress bar and the app."""
+
+    kind: str  # start | step | eval | checkpoint | done | stopped | error
+    step: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    images_per_s: float = 0.0
+    stage: int | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TrainHook(Protocol):
+    """Periodic evaluation: called every ``every`` steps and at the end with the model (eval mode)."""
+
+    name: str
+    every: int
+
+    def __call__(self, model: torch.nn.Module, step: int) -> dict[str, Any]: ...
+
+
+# --- indirections (tests swap these for tiny stand-ins) -----------------------------------------
+def _load_dataset(name: str, path: str | None, options: dict[str, Any]) -> Any:
+    from disviz.data import load_dataset
+
+    return load_dataset(name, path=path, **options)
+
+
+def _create_model(name: str, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
+    from disviz.models import create_model
+
+    return create_model(name, info, **overrides)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) so a CPU run is reproducible."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    def positive(name: str, value: Any, allow_none: bool = False) -> None:
+        if value is None and allow_none:
+            return
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise TrainingError(f"{name} must be a positive integer, got {value!r}")
+
+    positive("steps", cfg.steps, allow_none=True)
+    positive("batch_size", cfg.batch_size, allow_none=True)
+    positive("save_every", cfg.save_every)
+    positive("log_every", cfg.log_every)
+    if not isinstance(cfg.track_diffusion, int) or cfg.track_diffusion < 0:
+        raise TrainingError(f"track_diffusion must be 0 (off) or a positive step interval, got {cfg.track_diffusion!r}")
+    if cfg.optimizer_impl not in ("auto", "fused", "foreach", "default"):
+        raise TrainingError(f"optimizer_impl must be auto, fused, foreach or default, got {cfg.optimizer_impl!r}")
+    if cfg.amp not in ("auto", "bf16", "off"):
+        raise TrainingError(f"amp must be auto, bf16 or off, got {cfg.amp!r}")
+    if cfg.save_dtype not in ("float32", "float16", "bfloat16"):
+        raise TrainingError(f"save_dtype must be float32, float16 or bfloat16, got {cfg.save_dtype!r}")
+    if not str(cfg.out):
+        raise TrainingError("out (the checkpoint folder) must be given")
+
+
+def speed_up_optimizers(optimizers: list[torch.optim.Optimizer], impl: str, device: torch.device) -> str:
+    """Switch Adam/AdamW (in place, before any step) to the fused or foreach kernels.
+
+    Returns the implementation actually used. Other optimiser types are left alone.
+    """
+    if impl == "default":
+        return "default"
+    want = "fused" if impl in ("auto", "fused") else "foreach"
+    used = "default"
+    for opt in optimizers:
+        if type(opt) not in (torch.optim.Adam, torch.optim.AdamW) or opt.state:
+            continue
+        if any(g.get("differentiable") for g in opt.param_groups):
+            continue
+        if want == "fused":
+            from torch.optim.optimizer import _device_dtype_check_for_fused
+
+            try:
+                for g in opt.param_groups:
+                    for p in g["params"]:
+                        _device_dtype_check_for_fused(p)
+            except RuntimeError:
+                continue
+            for g in opt.param_groups:
+                g["fused"], g["foreach"] = True, False
+            opt.defaults["fused"], opt.defaults["foreach"] = True, False
+            opt._step_supports_amp_scaling = True
+        else:
+            for g in opt.param_groups:
+                g["fused"], g["foreach"] = False, True
+            opt.defaults["fused"], opt.defaults["foreach"] = False, True
+        used = want
+    return used
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"torch_cpu_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["torch_cuda_rng"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _restore_rng(extra: dict[str, torch.Tensor], device: torch.device) -> None:
+    if "torch_cpu_rng" in extra:
+        torch.set_rng_state(extra["torch_cpu_rng"].to(torch.uint8))
+    if device.type == "cuda" and "torch_cuda_rng" in extra:
+        torch.cuda.set_rng_state(extra["torch_cuda_rng"].to(torch.uint8), device)
+
+
+def make_sampler(dataset: Any, batch_size: int, device: torch.device, seed: int) -> Iterator[torch.Tensor]:
+    """The dataset's own (fast) batch sampler, or the generic one from data/base.py."""
+    factory = getattr(dataset, "batch_sampler", None)
+    if callable(factory):
+        return factory(batch_size, device, seed)
+    from disviz.data.base import BatchSampler
+
+    return BatchSampler(dataset, batch_size, device, seed)
+
+
+class _NonFinite(Exception):
+    pass
+
+
+# --- the run ------------------------------------------------------------------------------------
+class _Run:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        emit: Callable[[TrainEvent], None],
+        stop_event: threading.Event | None,
+        hooks: list[TrainHook],
+    ):
+        self.cfg = cfg
+        self.emit = emit
+        self.stop_event = stop_event
+        self.hooks = list(hooks)
+        self.out = Path(cfg.out)
+        self.t_start = time.perf_counter()
+
+    # setup ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.device = pick_device(cfg.device)
+        self.dataset = _load_dataset(cfg.dataset, cfg.dataset_path, dict(cfg.dataset_options))
+        info = self.dataset.info()
+        exists = is_checkpoint(self.out)
+        if exists and not cfg.resume:
+            raise TrainingError(
+                f"{self.out} already holds a checkpoint; pass --resume to continue it, or choose another --out"
+            )
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingError(f"--out {self.out} is a file; give a folder path for the checkpoint")
+        seed_everything(cfg.seed)
+        overrides = dict(cfg.overrides)
+        if cfg.steps is not None:
+            overrides["steps"] = cfg.steps
+        if cfg.batch_size is not None:
+            overrides["batch_size"] = cfg.batch_size
+        self.resumed = bool(cfg.resume and exists)
+        extra: dict[str, torch.Tensor] = {}
+        if self.resumed:
+            model, card = load_checkpoint(self.out, "cpu")
+            if card["model"] != cfg.model:
+                raise TrainingError(
+                    f"{self.out} holds a {card['model']!r} model, not {cfg.model!r}; use --model {card['model']}"
+                )
+            if card["dataset"].get("name") != info.name:
+                raise TrainingError(
+                    f"{self.out} was trained on {card['dataset'].get('name')!r}, not {info.name!r}; "
+                    f"use --dataset {card['dataset'].get('name')}"
+                )
+            try:
+                new_config = model.config.replace(**overrides)
+            except ValueError as exc:
+                raise TrainingError(str(exc)) from None
+            changed = sorted(k for k, v in new_config.to_dict().items() if v != model.config.to_dict()[k])
+            if set(changed) - {"steps", "batch_size"}:
+                raise TrainingError(
+                    f"cannot change {sorted(set(changed) - {'steps', 'batch_size'})} when resuming {self.out}; "
+                    "only --steps and --batch-size may change (start a new run for other options)"
+                )
+            model.config = new_config
+            self.card = card
+            self.start = int(card.get("steps", 0))
+        else:
+            try:
+                model = _create_model(cfg.model, info, overrides)
+            except UserError:
+                raise
+            except (KeyError, ValueError, TypeError) as exc:
+                raise TrainingError(f"cannot build model {cfg.model!r}: {exc}") from None
+            self.card = {
+                "model": cfg.model,
+                "config": model.config.to_dict(),
+                "dataset": info.to_dict(),
+                "seed": cfg.seed,
+                "steps": 0,
+                "history": {"step": [], "images_per_s": [], "stage": []},
+                "tracks": {},
+            }
+            self.start = 0
+        self.card["config"] = model.config.to_dict()
+        self.card.setdefault("history", {"step": [], "images_per_s": [], "stage": []})
+        self.card.setdefault("tracks", {})
+        self.model = model
+        self.total = int(model.config.steps)
+        self.batch_size = int(model.config.batch_size)
+        if self.total <= 0 or self.batch_size <= 0:
+            raise TrainingError(f"steps and batch_size must be positive (got {self.total}, {self.batch_size})")
+
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        self.optimizers = model.configure_optimizers()
+        self.optimizer_impl = speed_up_optimizers(self.optimizers, cfg.optimizer_impl, self.device)
+        self.sampler: Iterator[torch.Tensor] = make_sampler(self.dataset, self.batch_size, self.device, cfg.seed)
+        if self.resumed:
+            extra = load_optimizer_state(self.out, self.optimizers, self.device)
+            _restore_rng(extra, self.device)
+            rng_state = self.card.get("train", {}).get("sampler_rng")
+            rng = getattr(self.sampler, "rng", None)
+            if rng_state and isinstance(rng, np.random.Generator):
+                with contextlib.suppress(TypeError, ValueError, KeyError):
+                    rng.bit_generator.state = rng_state
+        self.prev_wall = float(self.card.get("train", {}).get("wall_time_s", 0.0))
+        self.autocast = _autocast(self.device, cfg.amp)
+        self.amp_used = "bf16" if not isinstance(self.autocast, contextlib.nullcontext) else "off"
+        if cfg.compile:
+            model.loss = torch.compile(model.loss)  # type: ignore[method-assign]
+        if cfg.track_diffusion > 0:
+            try:
+                from disviz.diagnostics.diffusion import DiffusionTracker
+            except ImportError as exc:
+                raise TrainingError(
+                    f"--track-diffusion needs disviz.diagnostics.diffusion, which cannot be imported ({exc}); "
+                    "run without --track-diffusion"
+                ) from None
+            self.hooks.append(DiffusionTracker(self.dataset, every=cfg.track_diffusion))
+        for hook in self.hooks:
+            if not isinstance(getattr(hook, "every", None), int) or hook.every <= 0 or not getattr(hook, "name", ""):
+                raise TrainingError(f"hook {hook!r} needs a name and a positive integer 'every'")
+
+    # logging --------------------------------------------------------------------------------
+    def _stage(self, step: int) -> int | None:
+        s = self.model.stage(step)
+        return None if s is None else int(s)
+
+    def _flush(self, step: int) -> dict[str, float]:
+        """One host sync: window means of the loss terms, NaN check, history row, 'step' event."""
+        if not self.window_n:
+            return {}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k].float() for k in keys]).div(self.window_n).tolist()  # the sync
+        losses = dict(zip(keys, values, strict=True))
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            raise _NonFinite(
+                f"loss term(s) {bad} became {[losses[k] for k in bad]} between steps {self.window_start + 1} and {step}"
+            )
+        now = time.perf_counter()
+        seconds = max(now - self.window_t - self.excluded, 1e-9)
+        ips = self.window_n * self.batch_size / seconds
+        stage = self._stage(step - 1)
+        hist = self.card["history"]
+        n_rows = len(hist["step"])
+        for k in losses:
+            hist.setdefault(k, [None] * n_rows)
+        hist["step"].append(step)
+        hist["images_per_s"].append(round(ips, 2))
+        hist["stage"].append(stage)
+        for k, col in hist.items():
+            if k in ("step", "images_per_s", "stage"):
+                continue
+            col.append(losses.get(k))
+        data: dict[str, Any] = {"batch_size": self.batch_size, "elapsed_s": self._wall()}
+        if self.cfg.log_kl and self.last_x is not None:
+            with torch.no_grad(), self.autocast:
+                kl = self.model.kl_per_latent(self.last_x)
+            if kl is not None:
+                data["kl_per_latent"] = [float(v) for v in kl.float().cpu().tolist()]
+        self.sums, self.window_n, self.window_start, self.excluded = {}, 0, step, 0.0
+        self.window_t = time.perf_counter()
+        self.last_losses, self.last_ips = losses, ips
+        self.emit(TrainEvent("step", step, self.total, losses, ips, stage, "", data))
+        return losses
+
+    def _wall(self) -> float:
+        return round(self.prev_wall + time.perf_counter() - self.t_start, 3)
+
+    # hooks and checkpoints ------------------------------------------------------------------
+    def _run_hooks(self, step: int, final: bool) -> None:
+        for hook in self.hooks:
+            if not (step % hook.every == 0 or (final and step not in self.hook_steps.get(hook.name, set()))):
+                continue
+            t0 = time.perf_counter()
+            self.model.eval()
+            try:
+                record = dict(hook(self.model, step) or {})
+            finally:
+                self.model.train()
+            record.setdefault("step", step)
+            self.card["tracks"].setdefault(hook.name, []).append(record)
+            self.hook_steps.setdefault(hook.name, set()).add(step)
+            self.excluded += time.perf_counter() - t0
+            self.emit(
+                TrainEvent(
+                    "eval",
+                    step,
+                    self.total,
+                    {},
+                    0.0,
+                    self._stage(max(step - 1, 0)),
+                    hook.name,
+                    {"hook": hook.name, "record": record},
+                )
+            )
+
+    def _save(self, step: int) -> None:
+        t0 = time.perf_counter()
+        self.card["steps"] = step
+        self.card.pop("metrics", None)  # scores of an older step would be stale
+        self.card["versions"] = versions()
+        train_info = self.card.setdefault("train", {})
+        train_info.update(
+            {
+                "batch_size": self.batch_size,
+                "device": str(self.device),
+                "wall_time_s": self._wall(),
+                "dataset_path": self.cfg.dataset_path,
+                "dataset_options": dict(self.cfg.dataset_options),
+                "amp": self.amp_used,
+                "channels_last": self.channels_last,
+                "optimizer_impl": self.optimizer_impl,
+                "compile": bool(self.cfg.compile),
+                "log_every": self.cfg.log_every,
+                "save_every": self.cfg.save_every,
+            }
+        )
+        rng = getattr(self.sampler, "rng", None)
+        if isinstance(rng, np.random.Generator):
+            train_info["sampler_rng"] = rng.bit_generator.state
+        save_checkpoint(
+            self.out,
+            self.model,
+            self.card,
+            self.optimizers if self.cfg.save_optimizer else None,
+            dtype=self.cfg.save_dtype,
+            extra_tensors=_rng_tensors(self.device),
+        )
+        self.saved_step = step
+        self.excluded += time.perf_counter() - t0
+        self.emit(
+            TrainEvent(
+                "checkpoint",
+                step,
+                self.total,
+                dict(self.last_losses),
+                self.last_ips,
+                self._stage(max(step - 1, 0)),
+                str(self.out),
+                {"path": str(self.out)},
+            )
+        )
+
+    # the loop -------------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.sums: dict[str, torch.Tensor] = {}
+        self.window_n, self.excluded = 0, 0.0
+        self.last_losses: dict[str, float] = {}
+        self.last_ips = 0.0
+        self.last_x: torch.Tensor | None = None
+        self.hook_steps: dict[str, set[int]] = {}
+        self.saved_step = self.start if self.resumed else None
+        step = self.start
+        self.window_start = step
+        self.emit(
+            TrainEvent(
+                "start",
+                step,
+                self.total,
+                stage=self._stage(step),
+                message=f"{cfg.model} on {cfg.dataset}, {str(self.device)}, batch {self.batch_size}"
+                + (f", resumed at step {step}" if self.resumed else ""),
+                data={
+                    "device": str(self.device),
+                    "batch_size": self.batch_size,
+                    "resumed": self.resumed,
+                    "out": str(self.out),
+                },
+            )
+        )
+        if step >= self.total:
+            self.emit(
+                TrainEvent(
+                    "done",
+                    step,
+                    self.total,
+                    message=f"already trained for {step} steps; pass a larger --steps to continue",
+                )
+            )
+            return self.out
+        stopped = False
+        self.window_t = time.perf_counter()
+        try:
+            while step < self.total:
+                if self.stop_event is not None and self.stop_event.is_set():
+                    stopped = True
+                    break
+                x = next(self.sampler)  # x: [B, C, 64, 64] float in [0, 1]
+                x = x.contiguous(memory_format=self.memory_format)
+                with self.autocast:
+                    terms = self.model.train_step(x, step, self.optimizers)
+                step += 1
+                for k, v in terms.items():  # stay on the device: no sync here
+                    v = v.detach()
+                    self.sums[k] = self.sums[k] + v if k in self.sums else v.float().clone()
+                self.window_n += 1
+                self.last_x = x
+                if step % cfg.log_every == 0 or step == self.total:
+                    self._flush(step)
+                if self.hooks:
+                    self._run_hooks(step, final=step == self.total)
+                if step % cfg.save_every == 0 and step < self.total:
+                    self._flush(step)
+                    self._save(step)
+        except KeyboardInterrupt:
+            stopped = True
+        except _NonFinite as exc:
+            where = (
+                f"the last good checkpoint (step {self.saved_step}) is kept in {self.out}"
+                if self.saved_step is not None
+                else "no checkpoint was written"
+            )
+            msg = (
+                f"training diverged: {exc}; stopped without saving the broken state, {where}. "
+                "Lower the learning rate (--set lr=...) or change the seed, then train again"
+            )
+            self.emit(TrainEvent("error", step, self.total, dict(self.last_losses), 0.0, None, msg))
+            raise TrainingError(msg) from None
+        try:
+            self._flush(step)
+        except _NonFinite as exc:
+            msg = f"training diverged: {exc}; the last good checkpoint (step {self.saved_step}) is kept in {self.out}"
+            self.emit(TrainEvent("error", step, self.total, {}, 0.0, None, msg))
+            raise TrainingError(msg) from None
+        if step > (self.saved_step or 0) or not is_checkpoint(self.out):
+            self._save(step)
+        if stopped:
+            self.emit(
+                TrainEvent(
+                    "stopped",
+                    step,
+                    self.total,
+                    dict(self.last_losses),
+                    self.last_ips,
+                    self._stage(max(step - 1, 0)),
+                    f"stopped at step {step}/{self.total}; checkpoint saved in {self.out} (continue with --resume)",
+                )
+            )
+        else:
+            self.emit(
+                TrainEvent(
+                    "done",
+                    step,
+                    self.total,
+                    dict(self.last_losses),
+                    self.last_ips,
+                    self._stage(max(step - 1, 0)),
+                    f"trained {step} steps in {self._wall():.1f} s; checkpoint in {self.out}",
+                )
+            )
+        return self.out
+
+
+def train(
+    cfg: TrainConfig,
+    callback: Callable[[TrainEvent], None] | None = None,
+    stop_event: threading.Event | None = None,
+    hooks: list[TrainHook] | None = None,
+) -> Path:
+    """Train ``cfg.model`` on ``cfg.dataset`` and return the checkpoint folder.
+
+    Emits TrainEvents to ``callback``; ``stop_event`` (or Ctrl-C) stops after the current step
+    and saves. A NaN/inf loss raises TrainingError after an 'error' event and keeps the last
+    good checkpoint. The output folder is locked for the whole run.
+    """
+
+    errored = False
+
+    def emit(event: TrainEvent) -> None:
+        nonlocal errored
+        errored = errored or event.kind == "error"
+        if callback is not None:
+            callback(event)
+
+    prev_threads = torch.get_num_threads()
+    try:
+        _validate(cfg)
+        if cfg.num_threads:
+            torch.set_num_threads(int(cfg.num_threads))
+        with checkpoint_lock(cfg.out, purpose="train"):
+            run = _Run(cfg, emit, stop_event, hooks or [])
+            run.setup()
+            return run.run()
+    except Exception as exc:  # every failure reaches the event stream once (the app shows it)
+        if not errored:
+            msg = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            emit(TrainEvent("error", 0, cfg.steps or 0, message=msg))
+        raise
+    finally:
+        if cfg.num_threads:
+            torch.set_num_threads(prev_threads)
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+def parse_key_values(items: list[str], what: str) -> dict[str, str]:
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'} (values stay strings; configs cast them)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TrainingError(f"{what} {item!r} is not KEY=VALUE (e.g. {what} lr=0.0005)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class ProgressBar:
+    """Text progress bar on stderr: step/total, loss, img/s, stage, ETA."""
+
+    def __init__(self, stream: Any = None, width: int = 24):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last_print = 0.0
+
+    def __call__(self, ev: TrainEvent) -> None:
+        if ev.kind == "step":
+            now = time.monotonic()
+            if not self.tty and now - self.last_print < 5.0 and ev.step != ev.total:
+                return  # logs / pipes: a line every 5 s
+            self.last_print = now
+            frac = ev.step / max(ev.total, 1)
+            filled = int(frac * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            eta = (ev.total - ev.step) * ev.data.get("batch_size", 0) / ev.images_per_s if ev.images_per_s else 0.0
+            stage = f" stage {ev.stage}" if ev.stage is not None else ""
+            loss = ev.losses.get("loss", float("nan"))
+            line = (
+                f"[{bar}] {ev.step}/{ev.total} loss {loss:.4g} {ev.images_per_s:,.0f} img/s{stage} ETA {_fmt_time(eta)}"
+            )
+            if self.tty:
+                self.stream.write("\r" + line.ljust(100))
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+        elif ev.kind in ("start", "checkpoint", "eval", "done", "stopped", "error"):
+            if self.tty and ev.kind != "start":
+                self.stream.write("\n")
+            text = {
+                "start": f"training {ev.message}",
+                "checkpoint": f"checkpoint at step {ev.step} -> {ev.message}",
+                "eval": f"{ev.message} at step {ev.step}: "
+                + ", ".join(f"{k}={v:.3g}" for k, v in ev.data.get("record", {}).items() if isinstance(v, float)),
+                "done": ev.message,
+                "stopped": ev.message,
+                "error": f"error: {ev.message}",
+            }[ev.kind]
+            if ev.kind != "error":  # the CLI prints user errors itself
+                self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``python -m disviz train ...``"""
+    cfg = TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        device=args.device,
+        seed=args.seed,
+        overrides=parse_key_values(args.set, "--set"),
+        dataset_options=parse_key_values(args.data_option, "--data-option"),
+        dataset_path=args.data_path or os.environ.get("DISVIZ_DATA") or None,
+        save_every=args.save_every,
+        track_diffusion=args.track_diffusion,
+        resume=args.resume,
+    )
+    events: list[TrainEvent] = []
+
+    def callback(ev: TrainEvent) -> None:
+        if ev.kind in ("done", "stopped"):
+            events.append(ev)
+        if not args.no_progress:
+            bar(ev)
+
+    bar = ProgressBar()
+    out = train(cfg, callback=callback)
+    if args.no_progress and events:
+        print(events[-1].message, file=sys.stderr)
+    print(out)
+    return 130 if events and events[-1].kind == "stopped" else 0
+
+
+# --- benchmark ----------------------------------------------------------------------------------
+def _plain_loop_ips(
+    model_name: str, dataset: Any, steps: int, batch_size: int, device: torch.device, warmup: int, seed: int
+) -> float:
+    """The baseline: same network, NCHW, the model's default optimiser, .item() every step,
+    and the generic sampler (ds.images + host conversion) instead of the dataset's fast one."""
+    from disviz.data.base import BatchSampler
+
+    seed_everything(seed)
+    model = _create_model(model_name, dataset.info(), {"batch_size": batch_size}).to(device).train()
+    opts = model.configure_optimizers()
+    sampler = BatchSampler(dataset, batch_size, device, seed)
+    t0 = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        x = next(sampler).contiguous()  # NCHW
+        terms = model.train_step(x, step, opts)
+        _ = {k: v.item() for k, v in terms.items()}  # what most loops do: log every step
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def _engine_ips(cfg: TrainConfig, warmup: int) -> float:
+    """Images/s of ``train`` measured from its own step events, after ``warmup`` steps."""
+    marks: list[tuple[int, float]] = []
+
+    def cb(ev: TrainEvent) -> None:
+        if ev.kind == "step":
+            marks.append((ev.step, time.perf_counter()))
+
+    train(cfg, callback=cb)
+    usable = [(s, t) for s, t in marks if s >= warmup]
+    if len(usable) < 2:
+        raise TrainingError("benchmark too short: raise --steps")
+    (s0, t0), (s1, t1) = usable[0], usable[-1]
+    return (s1 - s0) * (cfg.batch_size or 0) / (t1 - t0)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``python -m disviz bench train``: engine vs a plain PyTorch loop, same network, same run."""
+    device = pick_device(args.device)
+    steps = int(args.steps)
+    bs = int(args.batch_size)
+    warmup = max(5, steps // 5)
+    dataset = _load_dataset(args.dataset, None, {})
+    print(
+        f"bench train: model={args.model} dataset={args.dataset} batch={bs} steps={steps} (+{warmup} warm-up) device={device}"
+    )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = _plain_loop_ips(args.model, dataset, steps, bs, device, warmup, 0)
+        results["plain PyTorch loop"] = plain
+        cfg = TrainConfig(
+            model=args.model,
+            dataset=args.dataset,
+            out=Path(tmp) / "engine",
+            steps=steps + warmup,
+            batch_size=bs,
+            device=str(device),
+            save_every=10**9,
+            log_every=5,
+            log_kl=False,
+            save_optimizer=False,
+        )
+        engine = _engine_ips(cfg, warmup)
+        results["disviz engine"] = engine
+    for name, ips in results.items():
+        print(f"  {name:<22} {ips:10,.1f} images/s")
+    print(f"  speed-up               {engine / plain:10.2f}x")
+    print(
+        "  engine settings: "
+        + ", ".join(
+            f"{k}={v}" for k, v in asdict(cfg).items() if k in ("channels_last", "optimizer_impl", "amp", "compile")
+        )
+    )
+    return 0
