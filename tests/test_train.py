@@ -1,0 +1,302 @@
+"""The training engine: losses fall, events, resume = uninterrupted run, NaN guard, stop, hooks, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_checkpoints import REGISTRY, TinyConfig, TinySquares, TinyVAE
+
+from disviz import checkpoints, cli
+from disviz import train as engine
+from disviz.checkpoints import checkpoint_lock, load_checkpoint, read_card
+from disviz.errors import TrainingError
+from disviz.train import TrainConfig, TrainEvent, parse_key_values, speed_up_optimizers, train
+
+
+@pytest.fixture(autouse=True)
+def tiny_world(monkeypatch):
+    """The engine builds the tiny model / dataset through its indirections."""
+    monkeypatch.setattr(checkpoints, "_model_registry", lambda: REGISTRY)
+    monkeypatch.setattr(engine, "_load_dataset", lambda name, path, options: TinySquares())
+
+    def create(name, info, overrides):
+        if name != "tinyvae":
+            raise KeyError(name)
+        return TinyVAE(TinyConfig().replace(**overrides), info)
+
+    monkeypatch.setattr(engine, "_create_model", create)
+
+
+def cfg(out: Path, **kw) -> TrainConfig:
+    base = dict(model="tinyvae", dataset="tinysquares", out=out, steps=12, batch_size=8, device="cpu", log_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run(c: TrainConfig, **kw) -> tuple[Path, list[TrainEvent]]:
+    events: list[TrainEvent] = []
+    path = train(c, callback=events.append, **kw)
+    return path, events
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_training_lowers_the_loss_and_writes_a_full_card(tmp_path):
+    out, events = run(cfg(tmp_path / "ck", steps=60, log_every=5, save_every=30))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds.count("step") == 12 and kinds.count("checkpoint") == 2
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.step for e in steps] == list(range(5, 61, 5))
+    assert all(set(e.losses) == {"loss", "recon", "kl"} and e.images_per_s > 0 for e in steps)
+    assert len(steps[-1].data["kl_per_latent"]) == 3
+    first, last = steps[0].losses["loss"], np.mean([e.losses["loss"] for e in steps[-3:]])
+    assert last < 0.7 * first, (first, last)
+    card = read_card(out)
+    for key in (
+        "format",
+        "format_version",
+        "model",
+        "config",
+        "dataset",
+        "seed",
+        "steps",
+        "history",
+        "tracks",
+        "versions",
+        "created",
+        "train",
+    ):
+        assert key in card, key
+    assert card["steps"] == 60 and card["config"]["steps"] == 60 and card["config"]["batch_size"] == 8
+    assert card["dataset"]["name"] == "tinysquares"
+    assert card["history"]["step"] == list(range(5, 61, 5))
+    assert len(card["history"]["loss"]) == len(card["history"]["images_per_s"]) == 12
+    assert card["train"]["device"] == "cpu" and card["train"]["batch_size"] == 8 and card["train"]["wall_time_s"] > 0
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # lock released, no temp
+
+
+def test_seeded_runs_are_reproducible_on_cpu(tmp_path):
+    a, _ = run(cfg(tmp_path / "a", steps=6))
+    b, _ = run(cfg(tmp_path / "b", steps=6))
+    c, _ = run(cfg(tmp_path / "c", steps=6, seed=1))
+    wa, wb, wc = weights(a), weights(b), weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    straight, _ = run(cfg(tmp_path / "straight", steps=12, save_every=6))
+    part, _ = run(cfg(tmp_path / "part", steps=6))
+    assert read_card(part)["steps"] == 6
+    with pytest.raises(TrainingError, match="already holds a checkpoint.*--resume"):
+        run(cfg(part, steps=12))
+    with pytest.raises(TrainingError, match="cannot change"):
+        run(cfg(part, steps=12, resume=True, overrides={"lr": 0.1}))
+    resumed, events = run(cfg(part, steps=12, resume=True))
+    assert events[0].kind == "start" and events[0].step == 6 and events[0].data["resumed"]
+    assert [e.step for e in events if e.kind == "step"] == [8, 10, 12]
+    ca, cb = read_card(straight), read_card(resumed)
+    assert cb["steps"] == 12 and cb["history"]["step"] == ca["history"]["step"]
+    assert cb["history"]["loss"] == ca["history"]["loss"]  # same data, same RNG, same optimiser state
+    wa, wb = weights(straight), weights(resumed)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # nothing left to do
+    _, events = run(cfg(part, steps=12, resume=True))
+    assert events[-1].kind == "done" and "already trained" in events[-1].message
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "ck"
+    events: list[TrainEvent] = []
+    with pytest.raises(TrainingError, match=r"diverged.*'loss'.*last good checkpoint \(step 4\)"):
+        train(cfg(out, steps=20, save_every=4, log_every=1, overrides={"nan_at": 6}), callback=events.append)
+    assert events[-1].kind == "error" and "diverged" in events[-1].message
+    assert [e.step for e in events if e.kind == "checkpoint"] == [4]
+    card = read_card(out)
+    assert card["steps"] == 4 and len(card["history"]["step"]) == 4
+    model, _ = load_checkpoint(out)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert not (tmp_path / ".ck.lock").exists()
+
+
+def test_nan_inside_a_log_window_is_never_saved(tmp_path):
+    # NaN at step 5 (0-based), logged only every 4 steps, save at 8: the window sum catches it
+    with pytest.raises(TrainingError, match="between steps 5 and 8.*no checkpoint was written"):
+        run(cfg(tmp_path / "ck", steps=20, save_every=8, log_every=4, overrides={"nan_at": 5}))
+    assert not (tmp_path / "ck" / "card.json").exists()
+
+
+def test_stop_event_and_ctrl_c_save_a_checkpoint(tmp_path):
+    stop = threading.Event()
+    events: list[TrainEvent] = []
+
+    def cb(ev: TrainEvent) -> None:
+        events.append(ev)
+        if ev.kind == "step" and ev.step == 4:
+            stop.set()
+
+    out = train(cfg(tmp_path / "a", steps=50, log_every=2), callback=cb, stop_event=stop)
+    assert events[-1].kind == "stopped" and "--resume" in events[-1].message
+    assert read_card(out)["steps"] == 4 and events[-2].kind == "checkpoint"
+
+    out, events = run(cfg(tmp_path / "b", steps=50, log_every=2, overrides={"interrupt_at": 3}))
+    assert events[-1].kind == "stopped" and read_card(out)["steps"] == 3
+    assert read_card(out)["history"]["step"] == [2, 3]
+
+
+def test_hooks_run_every_n_steps_and_at_the_end(tmp_path):
+    seen_modes: list[bool] = []
+
+    class Probe:
+        name = "probe"
+        every = 3
+
+        def __call__(self, model, step):
+            seen_modes.append(model.training)
+            with torch.no_grad():
+                z = model.encode(torch.zeros(1, 1, 64, 64))
+            return {"mean_abs_z": float(z.abs().mean()), "n": step}
+
+    out, events = run(cfg(tmp_path / "ck", steps=7), hooks=[Probe()])
+    tracks = read_card(out)["tracks"]["probe"]
+    assert [r["step"] for r in tracks] == [3, 6, 7] and [r["n"] for r in tracks] == [3, 6, 7]
+    assert seen_modes == [False, False, False]
+    evals = [e for e in events if e.kind == "eval"]
+    assert [e.step for e in evals] == [3, 6, 7] and evals[0].data["hook"] == "probe"
+
+
+def test_track_diffusion_uses_the_diagnostics_hook(tmp_path, monkeypatch):
+    import types
+
+    calls: list[int] = []
+
+    class FakeTracker:
+        name = "diffusion"
+
+        def __init__(self, dataset, every, n=1000):
+            self.every = every
+            assert isinstance(dataset, TinySquares)
+
+        def __call__(self, model, step):
+            calls.append(step)
+            return {"nmi1": [0.1, 0.2]}
+
+    monkeypatch.setitem(
+        sys.modules, "disviz.diagnostics.diffusion", types.SimpleNamespace(DiffusionTracker=FakeTracker)
+    )
+    out, _ = run(cfg(tmp_path / "ck", steps=4, track_diffusion=2))
+    assert calls == [2, 4] and read_card(out)["tracks"]["diffusion"][1] == {"nmi1": [0.1, 0.2], "step": 4}
+    monkeypatch.setitem(sys.modules, "disviz.diagnostics.diffusion", None)  # import fails
+    with pytest.raises(TrainingError, match="track-diffusion"):
+        run(cfg(tmp_path / "ck2", steps=4, track_diffusion=2))
+
+
+def test_busy_folder_and_bad_config_are_clear_errors(tmp_path):
+    out = tmp_path / "ck"
+    errors: list[Exception] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def holder():
+        with checkpoint_lock(out):
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    holding.wait(10)
+    try:
+        events: list[TrainEvent] = []
+        with pytest.raises(TrainingError, match="being written by another session"):
+            train(cfg(out), callback=events.append)
+        assert events[-1].kind == "error"
+    finally:
+        release.set()
+        t.join()
+    for bad, match in (
+        (dict(steps=0), "steps must be a positive"),
+        (dict(log_every=-1), "log_every"),
+        (dict(amp="fp8"), "amp"),
+        (dict(optimizer_impl="magic"), "optimizer_impl"),
+        (dict(overrides={"no_such": 1}), "cannot build model.*no_such"),
+        (dict(model="nope"), "cannot build model"),
+    ):
+        with pytest.raises(TrainingError, match=match):
+            run(cfg(tmp_path / "bad", **bad))
+    assert errors == []
+
+
+def test_fused_optimizer_matches_the_default_one():
+    torch.manual_seed(0)
+    a = TinyVAE(TinyConfig(), TinySquares().info())
+    b = TinyVAE(TinyConfig(), TinySquares().info())
+    b.load_state_dict(a.state_dict())
+    oa, ob = a.configure_optimizers(), b.configure_optimizers()
+    assert speed_up_optimizers(ob, "auto", torch.device("cpu")) == "fused"
+    assert ob[0].param_groups[0]["fused"] is True
+    x = torch.rand(4, 1, 64, 64)
+    for step in range(3):
+        torch.manual_seed(step)
+        a.train_step(x, step, oa)
+        torch.manual_seed(step)
+        b.train_step(x, step, ob)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4)
+    assert speed_up_optimizers(a.configure_optimizers(), "default", torch.device("cpu")) == "default"
+
+
+def test_parse_key_values():
+    assert parse_key_values(["lr=0.001", "beta = 4"], "--set") == {"lr": "0.001", "beta": "4"}
+    with pytest.raises(TrainingError, match="KEY=VALUE"):
+        parse_key_values(["lr"], "--set")
+
+
+def test_cli_train_with_progress_and_resume(tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["train", "--model", "tinyvae", "--dataset", "tinysquares", "--steps", "6", "--batch-size", "4"]
+    argv += ["--out", str(out), "--device", "cpu", "--save-every", "3", "--set", "lr=0.002"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    assert "6/6" in captured.err and "img/s" in captured.err and "checkpoint at step 3" in captured.err
+    card = read_card(out)
+    assert card["config"]["lr"] == 0.002 and card["steps"] == 6
+    assert cli.main(argv) == 2  # exists, no --resume: one clear line
+    assert "error:" in capsys.readouterr().err
+    assert cli.main([*argv[:6], "9", *argv[7:], "--resume", "--no-progress"]) == 0
+    assert read_card(out)["steps"] == 9
+    assert cli.main([*argv, "--set", "oops"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def _real_stack_ready() -> bool:
+    try:
+        from disviz.data import load_dataset  # noqa: F401
+        from disviz.models import create_model  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _real_stack_ready(), reason="real models / datasets not written yet")
+def test_cli_end_to_end_with_real_model_and_dataset(tmp_path):
+    out = tmp_path / "real"
+    cmd = [sys.executable, "-m", "disviz", "train", "--model", "betavae", "--dataset", "dsprites", "--steps", "4"]
+    cmd += ["--batch-size", "4", "--out", str(out), "--device", "cpu", "--set", "base_channels=4", "--set", "hidden=16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert card["model"] == "betavae" and card["steps"] == 4 and card["dataset"]["name"] == "dsprites"
+    assert np.isfinite(card["history"]["loss"]).all()
