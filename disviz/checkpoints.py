@@ -546,7 +546,24 @@ def load_optimizer_state(
             opt.load_state_dict({"state": state, "param_groups": groups})
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: optimiser {i} state does not fit ({exc}); cannot resume") from None
+        _match_param_layout(opt)
     return {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+
+
+def _match_param_layout(opt: torch.optim.Optimizer) -> None:
+    """Give state tensors their parameter's memory layout (safetensors stores them contiguous).
+
+    Needed because the fused Adam kernel (torch 2.13, CPU) walks parameter and state storage
+    in lockstep: a channels_last parameter with a contiguous ``exp_avg`` silently gets wrong
+    updates (measured: foreach / for-loop Adam are unaffected), so a resumed run would drift
+    from the uninterrupted one. tests/test_train.py checks resume is bitwise exact.
+    """
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for k, v in list(st.items()):
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -81,7 +81,7 @@ class TrainConfig:
     track_diffusion: int = 0
     resume: bool = False
     # --- engine switches (see the module docstring for why these defaults) ---------------
-    channels_last: bool | None = None  # None: auto (CUDA yes, CPU no)
+    channels_last: bool | None = None  # None: auto (CUDA and CPU yes, MPS no)
     optimizer_impl: str = "auto"  # auto | fused | foreach | default
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
     compile: bool = False  # torch.compile the model's loss
@@ -315,7 +315,8 @@ class _Run:
         if self.total <= 0 or self.batch_size <= 0:
             raise TrainingError(f"steps and batch_size must be positive (got {self.total}, {self.batch_size})")
 
-        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        auto_cl = self.device.type in ("cuda", "cpu")
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else auto_cl
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         model.to(self.device)
         if self.channels_last:
