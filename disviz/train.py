@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -222,6 +222,15 @@ def make_sampler(dataset: Any, batch_size: int, device: torch.device, seed: int)
     from disviz.data.base import BatchSampler
 
     return BatchSampler(dataset, batch_size, device, seed)
+
+
+def _dataset_path(dataset: Any, given: str | None) -> str | None:
+    """The real file a dataset was read from (recorded in the card), if any."""
+    for attr in ("path", "source_path", "file"):
+        value = getattr(dataset, attr, None)
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            return str(value)
+    return given
 
 
 class _NonFinite(Exception):
@@ -437,7 +446,7 @@ class _Run:
                 "batch_size": self.batch_size,
                 "device": str(self.device),
                 "wall_time_s": self._wall(),
-                "dataset_path": self.cfg.dataset_path,
+                "dataset_path": _dataset_path(self.dataset, self.cfg.dataset_path),
                 "dataset_options": dict(self.cfg.dataset_options),
                 "amp": self.amp_used,
                 "channels_last": self.channels_last,
@@ -701,7 +710,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         overrides=parse_key_values(args.set, "--set"),
         dataset_options=parse_key_values(args.data_option, "--data-option"),
-        dataset_path=args.data_path or os.environ.get("DISVIZ_DATA") or None,
+        dataset_path=args.data_path or None,  # load_dataset falls back to $DISVIZ_DATA itself
         save_every=args.save_every,
         track_diffusion=args.track_diffusion,
         resume=args.resume,
@@ -765,41 +774,63 @@ def _engine_ips(cfg: TrainConfig, warmup: int) -> float:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``python -m disviz bench train``: engine vs a plain PyTorch loop, same network, same run."""
+    """``python -m disviz bench train``: engine vs a plain PyTorch loop, same network, same run.
+
+    Rounds alternate (plain, engine, plain, engine, ...) so background load hits both alike;
+    each figure is the best round. On CPU an extra row shows the opt-in bf16 autocast
+    (``TrainConfig(amp="bf16")``), which is not the default there (see the module docstring).
+    """
     device = pick_device(args.device)
     steps = int(args.steps)
     bs = int(args.batch_size)
+    rounds = 2
     warmup = max(5, steps // 5)
     dataset = _load_dataset(args.dataset, None, {})
     print(
-        f"bench train: model={args.model} dataset={args.dataset} batch={bs} steps={steps} (+{warmup} warm-up) device={device}"
+        f"bench train: model={args.model} dataset={args.dataset} batch={bs} steps={steps} (+{warmup} warm-up), "
+        f"best of {rounds} alternating rounds, device={device}"
     )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    results: dict[str, float] = {}
+    variants: dict[str, dict[str, Any]] = {"disviz engine": {}}
+    if device.type == "cpu":
+        variants["disviz engine + bf16 (opt-in)"] = {"amp": "bf16"}
+    results: dict[str, float] = {"plain PyTorch loop": 0.0, **{k: 0.0 for k in variants}}
+    settings = ""
     with tempfile.TemporaryDirectory() as tmp:
-        plain = _plain_loop_ips(args.model, dataset, steps, bs, device, warmup, 0)
-        results["plain PyTorch loop"] = plain
-        cfg = TrainConfig(
-            model=args.model,
-            dataset=args.dataset,
-            out=Path(tmp) / "engine",
-            steps=steps + warmup,
-            batch_size=bs,
-            device=str(device),
-            save_every=10**9,
-            log_every=5,
-            log_kl=False,
-            save_optimizer=False,
-        )
-        engine = _engine_ips(cfg, warmup)
-        results["disviz engine"] = engine
+        for r in range(rounds):
+            plain = _plain_loop_ips(args.model, dataset, steps, bs, device, warmup, 0)
+            results["plain PyTorch loop"] = max(results["plain PyTorch loop"], plain)
+            for name, extra in variants.items():
+                cfg = TrainConfig(
+                    model=args.model,
+                    dataset=args.dataset,
+                    out=Path(tmp) / f"{len(extra)}-{r}",
+                    steps=steps + warmup,
+                    batch_size=bs,
+                    device=str(device),
+                    save_every=10**9,
+                    log_every=5,
+                    log_kl=False,
+                    save_optimizer=False,
+                    **extra,
+                )
+                results[name] = max(results[name], _engine_ips(cfg, warmup))
+                if not extra:
+                    settings = ", ".join(
+                        f"{k}={v}" for k, v in read_train_settings(cfg.out).items() if k != "sampler_rng"
+                    )
+    plain = results["plain PyTorch loop"]
     for name, ips in results.items():
-        print(f"  {name:<22} {ips:10,.1f} images/s")
-    print(f"  speed-up               {engine / plain:10.2f}x")
-    print(
-        "  engine settings: "
-        + ", ".join(
-            f"{k}={v}" for k, v in asdict(cfg).items() if k in ("channels_last", "optimizer_impl", "amp", "compile")
-        )
-    )
+        ratio = "" if name.startswith("plain") else f"   {ips / plain:5.2f}x plain"
+        print(f"  {name:<30} {ips:10,.1f} images/s{ratio}")
+    print(f"  engine settings: {settings}")
     return 0
+
+
+def read_train_settings(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The engine's speed settings as recorded in a checkpoint card's 'train' entry."""
+    from disviz.checkpoints import read_card
+
+    train_info = read_card(out).get("train", {})
+    keys = ("device", "amp", "channels_last", "optimizer_impl", "compile")
+    return {k: train_info[k] for k in keys if k in train_info}

@@ -300,3 +300,13 @@ def test_cli_end_to_end_with_real_model_and_dataset(tmp_path):
     card = json.loads((out / "card.json").read_text())
     assert card["model"] == "betavae" and card["steps"] == 4 and card["dataset"]["name"] == "dsprites"
     assert np.isfinite(card["history"]["loss"]).all()
+
+
+def test_bench_prints_engine_and_plain_figures(capsys):
+    argv = ["bench", "train", "--model", "tinyvae", "--dataset", "tinysquares", "--steps", "10", "--batch-size", "4"]
+    assert cli.main([*argv, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "plain PyTorch loop" in out and "disviz engine" in out and "x plain" in out
+    figures = [float(line.split()[-4].replace(",", "")) for line in out.splitlines() if "x plain" in line]
+    assert len(figures) == 2 and all(f > 0 for f in figures)
+    assert "channels_last=True" in out and "optimizer_impl=fused" in out
