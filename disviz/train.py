@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import random
@@ -273,7 +274,6 @@ class _Run:
         if cfg.batch_size is not None:
             overrides["batch_size"] = cfg.batch_size
         self.resumed = bool(cfg.resume and exists)
-        extra: dict[str, torch.Tensor] = {}
         if self.resumed:
             model, card = load_checkpoint(self.out, "cpu")
             if card["model"] != cfg.model:
@@ -284,6 +284,13 @@ class _Run:
                 raise TrainingError(
                     f"{self.out} was trained on {card['dataset'].get('name')!r}, not {info.name!r}; "
                     f"use --dataset {card['dataset'].get('name')}"
+                )
+            saved_opts = json.loads(json.dumps(card["dataset"].get("options", {}), default=str))
+            now_opts = json.loads(json.dumps(info.to_dict().get("options", {}), default=str))
+            if saved_opts != now_opts:
+                raise TrainingError(
+                    f"{self.out} was trained with dataset options {saved_opts}, not {now_opts}; "
+                    "resume with the same --data-option values"
                 )
             try:
                 new_config = model.config.replace(**overrides)

@@ -48,8 +48,8 @@ class TinySquares(GroundTruthDataset):
     channels = 1
     binary = True
 
-    def __init__(self) -> None:
-        self.options = {}
+    def __init__(self, **options) -> None:
+        self.options = dict(options)  # recorded only (resume must refuse changed options)
 
     def _render(self, classes: np.ndarray) -> np.ndarray:
         out = np.zeros((len(classes), 64, 64, 1), dtype=np.uint8)

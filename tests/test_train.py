@@ -25,7 +25,7 @@ from disviz.train import TrainConfig, TrainEvent, parse_key_values, speed_up_opt
 def tiny_world(monkeypatch):
     """The engine builds the tiny model / dataset through its indirections."""
     monkeypatch.setattr(checkpoints, "_model_registry", lambda: REGISTRY)
-    monkeypatch.setattr(engine, "_load_dataset", lambda name, path, options: TinySquares())
+    monkeypatch.setattr(engine, "_load_dataset", lambda name, path, options: TinySquares(**options))
 
     def create(name, info, overrides):
         if name != "tinyvae":
@@ -104,6 +104,8 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         run(cfg(part, steps=12))
     with pytest.raises(TrainingError, match="cannot change"):
         run(cfg(part, steps=12, resume=True, overrides={"lr": 0.1}))
+    with pytest.raises(TrainingError, match="dataset options"):
+        run(cfg(part, steps=12, resume=True, dataset_options={"noise": "0.1"}))
     resumed, events = run(cfg(part, steps=12, resume=True))
     assert events[0].kind == "start" and events[0].step == 6 and events[0].data["resumed"]
     assert [e.step for e in events if e.kind == "step"] == [8, 10, 12]
