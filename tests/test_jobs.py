@@ -1,0 +1,232 @@
+"""Background training jobs: progress snapshots, stop, duplicate outputs, bad names, errors.
+
+Most tests run the real engine (disviz.train.train) in the manager's worker thread with the tiny
+4-channel VAE and 36-image dataset of test_checkpoints.py, so they do not depend on the speed of
+the real models; one test runs a real registry model with tiny network overrides.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from test_checkpoints import REGISTRY, TinyConfig, TinySquares, TinyVAE
+
+from disviz import checkpoints, jobs
+from disviz import train as engine
+from disviz.checkpoints import checkpoint_lock, is_checkpoint, read_card
+from disviz.errors import TrainingError
+from disviz.jobs import JobSpec, TrainingManager, get_manager, suggest_run_name, validate_run_name
+
+
+@pytest.fixture
+def tiny_world(monkeypatch):
+    """The engine builds the tiny model / dataset through its indirections."""
+    monkeypatch.setattr(checkpoints, "_model_registry", lambda: REGISTRY)
+    monkeypatch.setattr(engine, "_load_dataset", lambda name, path, options: TinySquares())
+
+    def create(name, info, overrides):
+        if name != "tinyvae":
+            raise KeyError(f"unknown model {name!r}")
+        return TinyVAE(TinyConfig().replace(**overrides), info)
+
+    monkeypatch.setattr(engine, "_create_model", create)
+
+
+@pytest.fixture
+def manager(tmp_path, tiny_world):
+    m = TrainingManager(root=tmp_path / "runs", num_threads=1)
+    yield m
+    m.stop_all(timeout=30)  # no worker may outlive the monkeypatches
+
+
+def spec(name: str = "run1", **kw) -> JobSpec:
+    base = dict(model="tinyvae", dataset="tinysquares", run_name=name, steps=6, batch_size=8, device="cpu", log_every=2)
+    base.update(kw)
+    return JobSpec(**base)
+
+
+def wait_until(predicate, timeout: float = 30.0) -> None:
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def test_job_runs_to_completion_and_snapshot_mirrors_the_card(manager, tmp_path):
+    v0 = jobs.checkpoints_version()
+    job_id = manager.start(spec(steps=6))
+    first = manager.snapshot(job_id)
+    assert first.status in ("queued", "running", "done")
+    snap = manager.wait(job_id, timeout=60)
+    assert snap.status == "done", snap.error
+    assert snap.step == snap.total == 6 and snap.fraction == 1.0
+    assert snap.history["step"] == [2, 4, 6]
+    assert set(snap.losses) == {"loss", "recon", "kl"} and snap.images_per_s > 0
+    assert len(snap.kl_per_latent) == 3 and [row[0] for row in snap.kl_history] == [2, 4, 6]
+    assert snap.started is not None and snap.finished is not None and snap.finished >= snap.started
+    out = tmp_path / "runs" / "run1"
+    assert Path(snap.checkpoint) == out.absolute() and is_checkpoint(out)
+    card = read_card(out)
+    assert card["steps"] == 6
+    # what the page plots is exactly what the engine logged into the card
+    for key in ("step", "loss", "recon", "kl"):
+        assert snap.history[key] == pytest.approx(card["history"][key])
+    assert jobs.checkpoints_version() > v0
+    assert snap.eta_s is None and "tinyvae" in snap.summary and "trained 6 steps" in snap.message
+
+
+def test_snapshot_progresses_while_running_and_is_a_copy(manager):
+    job_id = manager.start(spec(steps=100_000, log_every=1))
+    wait_until(lambda: manager.snapshot(job_id).step >= 3)
+    a = manager.snapshot(job_id)
+    assert a.status == "running" and a.active and 0 < a.fraction < 1
+    assert a.eta_s is not None and a.eta_s > 0
+    a.history["step"].clear()  # a reader cannot corrupt the job's state
+    wait_until(lambda: manager.snapshot(job_id).step > a.step + 2)
+    b = manager.snapshot(job_id)
+    assert b.history["step"][: len(b.history["step"])] == sorted(b.history["step"]) and len(b.history["step"]) > 3
+    assert [s.id for s in manager.active_jobs()] == [job_id]
+    manager.stop(job_id)
+    assert manager.wait(job_id, timeout=60).status == "stopped"
+
+
+def test_stop_leaves_a_resumable_checkpoint(manager, tmp_path):
+    job_id = manager.start(spec(steps=100_000, log_every=1))
+    wait_until(lambda: manager.snapshot(job_id).step >= 2)
+    manager.stop(job_id)
+    snap = manager.wait(job_id, timeout=60)
+    assert snap.status == "stopped" and "stopped at step" in snap.message
+    assert 2 <= snap.step < 100_000
+    out = tmp_path / "runs" / "run1"
+    assert is_checkpoint(out) and read_card(out)["steps"] == snap.step
+    assert manager.active_jobs() == []
+    # the same name is refused without resume, and continues with it
+    with pytest.raises(TrainingError, match="already exists.*resume"):
+        manager.start(spec(steps=snap.step + 4))
+    again = manager.wait(manager.start(spec(steps=snap.step + 4, resume=True)), timeout=60)
+    assert again.status == "done", again.error
+    assert read_card(out)["steps"] == snap.step + 4
+
+
+def test_second_job_on_the_same_output_is_refused(manager):
+    job_id = manager.start(spec(steps=100_000))
+    with pytest.raises(TrainingError, match="being trained right now"):
+        manager.start(spec(steps=5))
+    with pytest.raises(TrainingError, match="being trained right now"):
+        manager.start(spec(steps=5, resume=True))  # resume is no way around it either
+    other = manager.start(spec("run2", steps=4))  # another folder is fine
+    assert manager.wait(other, timeout=60).status == "done"
+    manager.stop(job_id)
+    manager.wait(job_id, timeout=60)
+
+
+def test_engine_lock_is_the_backstop_against_other_writers(manager, tmp_path):
+    out = (tmp_path / "runs" / "locked").absolute()
+    with checkpoint_lock(out, purpose="train"):  # e.g. a CLI run writing the same folder
+        job_id = manager.start(spec("locked"))
+        snap = manager.wait(job_id, timeout=60)
+    assert snap.status == "error" and "locked" in snap.error
+    assert not is_checkpoint(out)
+
+
+def test_too_many_jobs_are_refused(tmp_path, tiny_world):
+    m = TrainingManager(root=tmp_path / "runs", max_active=1)
+    try:
+        first = m.start(spec("a", steps=100_000))
+        with pytest.raises(TrainingError, match="already running"):
+            m.start(spec("b"))
+        m.stop(first)
+        m.wait(first, timeout=60)
+        assert m.wait(m.start(spec("b", steps=2)), timeout=60).status == "done"
+    finally:
+        m.stop_all(timeout=30)
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "../escape", "a/b", ".hidden", "-dash", "x" * 65, "sp ace", "a..b", "é"])
+def test_bad_run_names_are_refused(manager, bad):
+    with pytest.raises(TrainingError, match="run name"):
+        manager.start(spec(bad))
+    assert manager.jobs() == []
+
+
+@pytest.mark.parametrize("good", ["run1", "betavae-dsprites-2", "A_b.c", "9"])
+def test_good_run_names_pass(good):
+    assert validate_run_name(f" {good} ") == good
+
+
+def test_resume_without_a_checkpoint_is_refused(manager):
+    with pytest.raises(TrainingError, match="holds no checkpoint"):
+        manager.start(spec("fresh", resume=True))
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"overrides": {"no_such_option": 1}}, "no_such_option"),
+        ({"model": "nope"}, "cannot build model 'nope'"),
+        ({"overrides": {"lr": "fast"}}, "lr"),
+        ({"device": "cuda:7" if not __import__("torch").cuda.is_available() else "warp"}, "device"),
+    ],
+)
+def test_training_errors_show_as_status_error(manager, kw, needle, tmp_path):
+    job_id = manager.start(spec("bad", **kw))
+    snap = manager.wait(job_id, timeout=60)
+    assert snap.status == "error" and not snap.active
+    assert needle in snap.error
+    assert snap.finished is not None and snap.checkpoint is None
+    assert not is_checkpoint(tmp_path / "runs" / "bad")
+
+
+def test_stop_before_start_and_unknown_jobs(manager):
+    job_id = manager.start(spec(steps=100_000))
+    manager.stop(job_id)
+    snap = manager.wait(job_id, timeout=60)
+    assert snap.status == "stopped" and snap.step < 100_000
+    with pytest.raises(TrainingError, match="no training job"):
+        manager.snapshot("job99-x")
+    manager.forget(job_id)
+    assert manager.jobs() == []
+
+
+def test_runs_root_from_environment_and_name_suggestions(monkeypatch, tmp_path):
+    monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "elsewhere"))
+    assert jobs.runs_root() == tmp_path / "elsewhere"
+    m = TrainingManager()
+    assert m.out_path("x") == (tmp_path / "elsewhere" / "x").absolute()
+    monkeypatch.delenv("DISVIZ_RUNS")
+    assert jobs.runs_root() == Path("runs")
+    (tmp_path / "betavae-dsprites-1").mkdir()
+    assert suggest_run_name("betavae", "dsprites", tmp_path) == "betavae-dsprites-2"
+    assert get_manager() is get_manager()
+
+
+def test_a_real_model_trains_in_the_background(tmp_path):
+    """End to end with the real registries (tiny network overrides)."""
+    models = pytest.importorskip("disviz.models")
+    data = pytest.importorskip("disviz.data")
+    if "betavae" not in getattr(models, "MODELS", {}) or "dsprites" not in data.dataset_names():
+        pytest.skip("the betavae model / dsprites dataset are not registered yet")
+    m = TrainingManager(root=tmp_path)
+    try:
+        job_id = m.start(
+            JobSpec(
+                model="betavae",
+                dataset="dsprites",
+                run_name="real",
+                steps=5,
+                batch_size=8,
+                device="cpu",
+                log_every=1,
+                overrides={"base_channels": 4, "hidden": 16},
+            )
+        )
+        snap = m.wait(job_id, timeout=120)
+    finally:
+        m.stop_all(timeout=30)
+    assert snap.status == "done", snap.error
+    assert snap.history["step"] == [1, 2, 3, 4, 5] and "loss" in snap.losses
+    card = read_card(tmp_path / "real")
+    assert card["model"] == "betavae" and card["config"]["base_channels"] == 4 and card["steps"] == 5
