@@ -740,12 +740,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # --- benchmark ----------------------------------------------------------------------------------
 def _plain_loop_ips(
-    model_name: str, dataset: Any, steps: int, batch_size: int, device: torch.device, warmup: int, seed: int
+    model_name: str, dataset_name: str, steps: int, batch_size: int, device: torch.device, warmup: int, seed: int
 ) -> float:
     """The baseline: same network, NCHW, the model's default optimiser, .item() every step,
     and the generic sampler (ds.images + host conversion) instead of the dataset's fast one."""
     from disviz.data.base import BatchSampler
 
+    dataset = _load_dataset(dataset_name, None, {})  # fresh, like the engine's (no warm image caches)
     seed_everything(seed)
     model = _create_model(model_name, dataset.info(), {"batch_size": batch_size}).to(device).train()
     opts = model.configure_optimizers()
@@ -792,7 +793,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bs = int(args.batch_size)
     rounds = 2
     warmup = max(5, steps // 5)
-    dataset = _load_dataset(args.dataset, None, {})
+    _load_dataset(args.dataset, None, {})  # fail early on a bad name
     print(
         f"bench train: model={args.model} dataset={args.dataset} batch={bs} steps={steps} (+{warmup} warm-up), "
         f"best of {rounds} alternating rounds, device={device}"
@@ -805,7 +806,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = ""
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
-            plain = _plain_loop_ips(args.model, dataset, steps, bs, device, warmup, 0)
+            plain = _plain_loop_ips(args.model, args.dataset, steps, bs, device, warmup, 0)
             results["plain PyTorch loop"] = max(results["plain PyTorch loop"], plain)
             for name, extra in variants.items():
                 cfg = TrainConfig(

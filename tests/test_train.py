@@ -231,7 +231,7 @@ def test_busy_folder_and_bad_config_are_clear_errors(tmp_path):
         (dict(log_every=-1), "log_every"),
         (dict(amp="fp8"), "amp"),
         (dict(optimizer_impl="magic"), "optimizer_impl"),
-        (dict(overrides={"no_such": 1}), "cannot build model.*no_such"),
+        (dict(overrides={"no_such": 1}), "no_such"),
         (dict(model="nope"), "cannot build model"),
     ):
         with pytest.raises(TrainingError, match=match):
