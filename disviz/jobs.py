@@ -27,6 +27,7 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,15 @@ def validate_run_name(name: str) -> str:
     return name
 
 
-def suggest_run_name(model: str, dataset: str, root: str | os.PathLike[str] | None = None) -> str:
-    """The first free ``<model>-<dataset>-<n>`` under the runs root."""
+def suggest_run_name(
+    model: str, dataset: str, root: str | os.PathLike[str] | None = None, taken: Iterable[str] = ()
+) -> str:
+    """The first ``<model>-<dataset>-<n>`` that has no folder under the runs root and is not ``taken``."""
     root = Path(root) if root is not None else runs_root()
+    taken = set(taken)
     for n in itertools.count(1):
         name = f"{model}-{dataset}-{n}"
-        if not (root / name).exists():
+        if name not in taken and not (root / name).exists():
             return name
     raise AssertionError("unreachable")
 
@@ -196,6 +200,10 @@ class TrainingManager:
     # --- starting -------------------------------------------------------------------------
     def out_path(self, run_name: str) -> Path:
         return (self.root / validate_run_name(run_name)).absolute()
+
+    def suggest_run_name(self, model: str, dataset: str) -> str:
+        """A free run name: no folder yet and no job of this manager using it."""
+        return suggest_run_name(model, dataset, self.root, taken=[s.spec["run_name"] for s in self.jobs()])
 
     def start(self, spec: JobSpec | None = None, **kwargs: Any) -> str:
         """Start a job in a daemon thread and return its id.

@@ -200,6 +200,7 @@ def test_runs_root_from_environment_and_name_suggestions(monkeypatch, tmp_path):
     assert jobs.runs_root() == Path("runs")
     (tmp_path / "betavae-dsprites-1").mkdir()
     assert suggest_run_name("betavae", "dsprites", tmp_path) == "betavae-dsprites-2"
+    assert suggest_run_name("betavae", "dsprites", tmp_path, taken=["betavae-dsprites-2"]) == "betavae-dsprites-3"
     assert get_manager() is get_manager()
 
 
@@ -230,3 +231,88 @@ def test_a_real_model_trains_in_the_background(tmp_path):
     assert snap.history["step"] == [1, 2, 3, 4, 5] and "loss" in snap.losses
     card = read_card(tmp_path / "real")
     assert card["model"] == "betavae" and card["config"]["base_channels"] == 4 and card["steps"] == 5
+
+
+# --- the Train page (AppTest drives the real page script against the tiny world) -----------------
+@pytest.fixture
+def train_page(monkeypatch, tmp_path, tiny_world):
+    """pages/train.py with a one-model registry, runs written under tmp_path, a fresh manager."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    import disviz.models as models_pkg
+
+    monkeypatch.setattr(models_pkg, "model_names", lambda: ["tinyvae"], raising=False)
+    monkeypatch.setattr(models_pkg, "config_for", lambda name, info, **ov: TinyConfig().replace(**ov), raising=False)
+    monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(jobs, "_manager", None)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(__file__).parent.parent / "pages" / "train.py"), default_timeout=30)
+    yield at
+    jobs.get_manager().stop_all(timeout=30)
+    st.cache_resource.clear()
+
+
+def test_train_page_builds_the_form_from_the_config_and_trains(train_page, tmp_path):
+    at = train_page.run()
+    assert not at.exception
+    assert at.selectbox(key="train_model").options == ["tinyvae"]
+    prefix = "train_tinyvae_dsprites"
+    # every field of the model's config shows, with its default (the method's own knobs too)
+    assert at.number_input(key=f"{prefix}_steps").value == TinyConfig.steps
+    assert at.number_input(key=f"{prefix}_nan_at").value == -1
+    assert at.text_input(key=f"{prefix}_lr").value == repr(TinyConfig.lr)
+    assert at.text_input(key=f"{prefix}_run_name_0").value == "tinyvae-dsprites-1"
+    assert any("No training job yet" in i.value for i in at.info)
+
+    at.number_input(key=f"{prefix}_steps").set_value(6)
+    at.number_input(key=f"{prefix}_batch").set_value(8)
+    at.text_input(key=f"{prefix}_lr").set_value("0.002")
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    job_id = at.session_state["train_job"]
+    snap = jobs.get_manager().wait(job_id, timeout=60)
+    assert snap.status == "done", snap.error
+    assert snap.spec["overrides"] == {"lr": "0.002"}  # only what the user changed is sent
+    card = read_card(tmp_path / "runs" / "tinyvae-dsprites-1")
+    assert card["config"]["lr"] == 0.002 and card["steps"] == 6
+    at.run()
+    assert not at.exception
+    assert any("Done" in s.value for s in at.success)
+    assert at.session_state["train_job"] == job_id
+    # the next suggested name is free again
+    assert at.text_input(key=f"{prefix}_run_name_1").value == "tinyvae-dsprites-2"
+
+
+def test_train_page_reports_bad_input_in_the_page(train_page, tmp_path):
+    at = train_page.run()
+    prefix = "train_tinyvae_dsprites"
+    at.text_input(key=f"{prefix}_lr").set_value("fast")
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert any("Invalid option" in e.value and "lr" in e.value for e in at.error)
+    assert jobs.get_manager().jobs() == []
+    at.text_input(key=f"{prefix}_lr").set_value(repr(TinyConfig.lr))
+    at.text_input(key=f"{prefix}_run_name_0").set_value("../etc")
+    at.button(key="train_start").click().run()
+    assert any("not allowed" in e.value for e in at.error)
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    at.text_input(key=f"{prefix}_run_name_0").set_value("taken")
+    at.button(key="train_start").click().run()
+    assert any("already exists" in e.value for e in at.error)
+    assert jobs.get_manager().jobs() == []
+
+
+def test_train_page_finds_a_running_job_after_a_reload_and_stops_it(train_page):
+    mgr = jobs.get_manager()
+    job_id = mgr.start(spec("from-another-tab", steps=100_000, log_every=1))
+    wait_until(lambda: mgr.snapshot(job_id).step >= 2)
+    at = train_page.run()  # a fresh session: nothing in session_state
+    assert not at.exception
+    assert at.session_state["train_job"] == job_id
+    at.button(key=f"stop_{job_id}").click().run()
+    snap = mgr.wait(job_id, timeout=60)
+    assert snap.status == "stopped"
+    at.run()
+    assert any("Stopped" in w.value for w in at.warning)
