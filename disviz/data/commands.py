@@ -15,7 +15,9 @@ from disviz.errors import DatasetError
 
 
 def _load(args: argparse.Namespace) -> GroundTruthDataset:
-    return load_dataset(args.name, path=getattr(args, "data_path", None), **parse_options(getattr(args, "data_option", [])))
+    return load_dataset(
+        args.name, path=getattr(args, "data_path", None), **parse_options(getattr(args, "data_option", []))
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -78,8 +80,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from disviz.data.dsprites import build_cache, cache_path
 
-    if args.name not in ("dsprites", "color_dsprites", "noisy_dsprites", "scream_dsprites", "dsprites_noshape", "correlated_dsprites"):
-        raise DatasetError(f"data build caches the procedural dSprites grid only (all dSprites variants share it), not {args.name!r}")
+    if args.name not in (
+        "dsprites",
+        "color_dsprites",
+        "noisy_dsprites",
+        "scream_dsprites",
+        "dsprites_noshape",
+        "correlated_dsprites",
+    ):
+        raise DatasetError(
+            f"data build caches the procedural dSprites grid only (all dSprites variants share it), not {args.name!r}"
+        )
 
     def progress(done: int, total: int) -> None:
         print(f"\r  {done}/{total} (shape, scale) blocks", end="", flush=True)

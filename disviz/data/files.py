@@ -69,7 +69,7 @@ def _find(kind: str, p: Path, explicit: bool) -> Path | None:
     """An explicit file is taken if its suffix fits; $DISVIZ_DATA files only by their exact name."""
     if kind == "smallnorb":
         folder = p if p.is_dir() else p.parent
-        return folder if _smallnorb_paths(folder, strict=False) else None
+        return folder if folder.is_dir() and _smallnorb_paths(folder, strict=True) else None
     suffix = {"dsprites": ".npz", "shapes3d": ".h5", "mpi3d": ".npz"}[kind]
     if p.is_file():
         if kind == "mpi3d":
