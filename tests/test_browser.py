@@ -1,0 +1,206 @@
+"""The real app in a real browser (Playwright + Debian's /usr/bin/chromium).
+
+Only what AppTest cannot see: pages render in the browser without an error box, a latent slider
+moved with the keyboard really changes the decoded image (screenshots differ), and a training
+job started from the Train page runs to completion through the auto-refreshing fragment and its
+checkpoint is then selectable in the sidebar picker.
+
+The server gets tiny checkpoints trained here (disviz.train.train, tiny networks) through
+$DISVIZ_CHECKPOINTS, and writes Train-page runs into a temp folder through $DISVIZ_RUNS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from browser_util import CHROMIUM, CHROMIUM_ARGS, page_errors, streamlit_server, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium (make chromium, or apt-get install chromium)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+TINY = {"base_channels": 4, "hidden": 16}
+RUN_NAME = "browser-run"
+
+
+@pytest.fixture(scope="module")
+def checkpoints_dir(tmp_path_factory) -> Path:
+    """Tiny but real checkpoints of a Gaussian VAE (and a QLAE when registered) for the pickers."""
+    from disviz.models import model_names
+    from disviz.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("ckpts")
+    names = [m for m in ("betavae", "qlae") if m in model_names()]
+    assert names, "no betavae / qlae in the model registry"
+    for name in names:
+        train(
+            TrainConfig(
+                model=name,
+                dataset="dsprites",
+                out=root / f"tiny-{name}",
+                steps=20,
+                batch_size=8,
+                device="cpu",
+                seed=0,
+                overrides=dict(TINY),
+                num_threads=1,
+            )
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(checkpoints_dir, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    log = tmp_path_factory.mktemp("log") / "streamlit.log"
+    env = {
+        "DISVIZ_CHECKPOINTS": str(checkpoints_dir),
+        "DISVIZ_RUNS": str(runs),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with streamlit_server(env, log) as url:
+        yield {"url": url, "runs": runs, "log": log}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(server["url"])
+    wait_for_app(pg)
+    yield pg
+    ctx.close()
+
+
+def nav_links(page) -> dict[str, str]:
+    """Page label -> href, from the st.navigation sidebar."""
+    links = {}
+    for a in page.get_by_test_id("stSidebarNavLink").all():
+        label = a.inner_text().strip()
+        href = a.get_attribute("href")
+        if label and href:
+            links[label] = href
+    return links
+
+
+def goto(page, href: str) -> None:
+    page.goto(href)
+    wait_for_app(page)
+
+
+def find_link(links: dict[str, str], *words: str) -> str:
+    for label, href in links.items():
+        if any(w.lower() in label.lower() or w.lower() in href.lower() for w in words):
+            return href
+    raise AssertionError(f"no page named like {words} in the navigation: {sorted(links)}")
+
+
+def image_digests(page) -> list[str]:
+    """Screenshots of every image in the main area, hashed (what the user sees, not the URL)."""
+    out = []
+    for img in page.locator("[data-testid='stMain'] [data-testid='stImage'] img").all():
+        if img.is_visible():
+            img.scroll_into_view_if_needed()
+            out.append(hashlib.sha256(img.screenshot()).hexdigest())
+    return out
+
+
+def test_every_page_opens_without_an_error(page, server):
+    links = nav_links(page)
+    assert len(links) >= 5, f"expected the app's pages in the sidebar navigation, found {sorted(links)}"
+    assert page_errors(page) == []
+    for label, href in links.items():
+        goto(page, href)
+        errors = page_errors(page)
+        assert errors == [], f"page {label!r} shows an error:\n{errors}\n(server log: {server['log']})"
+        assert page.locator("[data-testid='stMain']").inner_text().strip(), f"page {label!r} is empty"
+
+
+def test_moving_a_latent_slider_changes_the_decoded_image(page):
+    goto(page, find_link(nav_links(page), "explore", "travers"))
+    main = page.locator("[data-testid='stMain']")
+    sliders = main.locator("[data-testid='stSlider'] [role='slider']")
+    assert sliders.count() > 0, "the Explore page shows no latent slider"
+    before = image_digests(page)
+    assert before, "the Explore page shows no image"
+    thumb = sliders.first
+    thumb.scroll_into_view_if_needed()
+    value0 = thumb.get_attribute("aria-valuenow")
+    thumb.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    thumb.blur()  # sliders send their value on release
+    wait_for_app(page, settle=0.8)
+    assert thumb.get_attribute("aria-valuenow") != value0, "the slider did not move"
+    after = image_digests(page)
+    assert page_errors(page) == []
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert changed, "no image changed after moving a latent slider"
+
+
+def _set_input(page, key: str, value: str) -> None:
+    box = page.locator(f".st-key-{key} input")
+    box.scroll_into_view_if_needed()
+    box.fill(value)
+    box.press("Enter")
+    wait_for_app(page)
+
+
+def test_training_from_the_train_page_ends_in_the_sidebar_picker(page, server):
+    goto(page, find_link(nav_links(page), "train"))
+    assert page_errors(page) == []
+    prefix = "train_betavae_dsprites"
+    assert page.locator(f".st-key-{prefix}_steps input").count() == 1, "Train page defaults are not betavae/dsprites"
+    _set_input(page, f"{prefix}_steps", "30")
+    _set_input(page, f"{prefix}_batch", "8")
+    _set_input(page, f"{prefix}_run_name_0", RUN_NAME)
+    page.get_by_text("Network and likelihood").click()
+    wait_for_app(page)
+    for name, value in TINY.items():
+        _set_input(page, f"{prefix}_{name}", str(value))
+    page.locator(".st-key-train_start button").click()
+    wait_for_app(page)
+    # the 1-second fragment refreshes the job view until the success message shows
+    page.get_by_text("The checkpoint is now in the sidebar picker").wait_for(timeout=120_000)
+    wait_for_app(page)
+    assert page_errors(page) == []
+    assert (server["runs"] / RUN_NAME / "card.json").is_file()
+    # the picker lists the new run: open each sidebar selectbox and look for it
+    sidebar = page.get_by_test_id("stSidebar")
+    found = False
+    for box in sidebar.get_by_test_id("stSelectbox").all():
+        box.click()
+        options = page.get_by_role("option")
+        options.first.wait_for(timeout=10_000)
+        hit = options.filter(has_text=RUN_NAME)
+        if hit.count():
+            hit.first.click()
+            found = True
+            break
+        page.keyboard.press("Escape")
+    assert found, "the trained run is not offered in the sidebar checkpoint picker"
+    wait_for_app(page)
+    assert page_errors(page) == []
+    t0 = time.monotonic()
+    while RUN_NAME not in sidebar.inner_text() and time.monotonic() - t0 < 10:
+        time.sleep(0.2)
+    assert RUN_NAME in sidebar.inner_text()
