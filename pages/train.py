@@ -20,9 +20,12 @@ import streamlit as st
 from disviz.errors import UserError
 from disviz.jobs import JobSnapshot, JobSpec, TrainingManager, get_manager, runs_root
 
-# Fields every ModelConfig has; the rest are the method's own knobs (β, γ, stages, codebook...).
-BASE_FIELDS = ("latent_dim", "lr", "batch_size", "steps", "recon", "base_channels", "hidden")
-ADVANCED_FIELDS = ("recon", "base_channels", "hidden")
+# The run-level fields get their own inputs; the rest of ModelConfig's shared fields (likelihood,
+# network width) go under "Network and likelihood"; every other field is the method's own knob
+# (β, γ, stages, codebook...) and is shown up front.
+RUN_FIELDS = ("steps", "batch_size")
+MAIN_FIELDS = ("lr", "latent_dim")
+NETWORK_FIELDS = ("arch",)  # method-specific but architectural
 RECON_CHOICES = ["auto", "bernoulli", "gaussian"]
 MAX_POINTS = 1500  # curves are thinned to this many points so the browser stays quick
 
@@ -244,11 +247,16 @@ def _form(models: list[str], datasets: list[str]) -> JobSpec | None:
     )
     resume = n[1].checkbox("Resume", key=f"{prefix}_resume", help="Continue the checkpoint already in this run folder")
 
-    knobs = [k for k in defaults if k not in BASE_FIELDS]
+    from disviz.models.base import ModelConfig
+
+    shared = {f.name for f in dataclasses.fields(ModelConfig)}
+    main = [k for k in MAIN_FIELDS if k in defaults]
+    network = [k for k in defaults if (k in shared or k in NETWORK_FIELDS) and k not in (*RUN_FIELDS, *MAIN_FIELDS)]
+    knobs = [k for k in defaults if k not in shared and k not in NETWORK_FIELDS]
     st.markdown(f"**{model} hyper-parameters** (paper defaults for {dataset})")
-    overrides = _grid(["lr", "latent_dim", *knobs], defaults, prefix=prefix)
+    overrides = _grid([*main, *knobs], defaults, prefix=prefix)
     with st.expander("Network and likelihood"):
-        overrides.update(_grid(list(ADVANCED_FIELDS), defaults, prefix=prefix))
+        overrides.update(_grid(network, defaults, prefix=prefix))
 
     if not st.button("Start training", key="train_start", type="primary"):
         return None
