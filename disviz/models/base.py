@@ -12,6 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from disviz.data.base import DatasetInfo
+from disviz.errors import TrainingError
+
+
+class ConfigError(TrainingError, ValueError):
+    """A model option is unknown or has a bad value.
+
+    A ``UserError`` for the CLI/app, and a ``ValueError`` for code that already catches that
+    (the engine's resume check, checkpoint loading).
+    """
 
 
 @dataclass
@@ -21,6 +30,10 @@ class ModelConfig:
     ``recon``: 'bernoulli' (sigmoid cross-entropy), 'gaussian' (L2 on sigmoid outputs) or
     'auto' (bernoulli for binary data, the method's choice for RGB). ``base_channels`` and
     ``hidden`` shrink the networks for tests; the defaults are the papers'.
+    ``reduction``: how the reconstruction is reduced over pixels: 'sum' (disentanglement_lib,
+    DEFT, DeVAE: summed over pixels, averaged over the batch; KL summed over latents) or 'mean'
+    (the QLAE code: averaged over pixels; KL averaged over latents). Stored in every checkpoint
+    because the β values of the two conventions differ by a factor D/d (methods.md §1).
     """
 
     latent_dim: int = 10
@@ -30,6 +43,20 @@ class ModelConfig:
     recon: str = "auto"
     base_channels: int = 32
     hidden: int = 256
+    reduction: str = "sum"
+
+    def validate(self) -> None:
+        """Raise ConfigError for values no model can use; subclasses extend it."""
+        if self.recon not in ("auto", "bernoulli", "gaussian"):
+            raise ConfigError(f"recon={self.recon!r}: use auto, bernoulli or gaussian")
+        if self.reduction not in ("sum", "mean"):
+            raise ConfigError(f"reduction={self.reduction!r}: use sum or mean")
+        for key in ("latent_dim", "batch_size", "steps", "base_channels", "hidden"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr!r} must be a positive number")
 
     @classmethod
     def for_dataset(cls, info: DatasetInfo) -> ModelConfig:
@@ -41,11 +68,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        fields_by_name = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(d) - set(fields_by_name)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**d)
+            raise ConfigError(f"{cls.__name__}: unknown config keys {sorted(unknown)}; known: {sorted(fields_by_name)}")
+        defaults = cls()
+        # JSON turns tuples into lists: give tuple fields their type back
+        values = {
+            k: tuple(v) if isinstance(getattr(defaults, k), tuple) and isinstance(v, list) else v for k, v in d.items()
+        }
+        return cls(**values)
 
     def replace(self, **overrides: Any) -> ModelConfig:
         """Copy with overrides; string values (from ``--set key=value``) are cast to the field type."""
@@ -53,13 +85,15 @@ class ModelConfig:
         cast: dict[str, Any] = {}
         for key, value in overrides.items():
             if key not in fields_by_name:
-                raise ValueError(f"{type(self).__name__} has no option {key!r}; options: {sorted(fields_by_name)}")
+                raise ConfigError(f"{type(self).__name__} has no option {key!r}; options: {sorted(fields_by_name)}")
             current = getattr(self, key)
             cast[key] = _cast_like(current, value, key)
         return dataclasses.replace(self, **cast)
 
 
 def _cast_like(current: Any, value: Any, key: str) -> Any:
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
     if not isinstance(value, str) or isinstance(current, str):
         return value
     try:
@@ -78,7 +112,7 @@ def _cast_like(current: Any, value: Any, key: str) -> Any:
             elem = current[0] if current else 0.0
             return type(current)(_cast_like(elem, v.strip(), key) for v in items)
     except ValueError as exc:
-        raise ValueError(f"option {key}={value!r}: expected {type(current).__name__}") from exc
+        raise ConfigError(f"option {key}={value!r}: expected {type(current).__name__}") from exc
     return value
 
 
@@ -102,18 +136,24 @@ class LatentSpec:
             self.name = f"z{self.index}"
 
 
-def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-sample reconstruction loss summed over pixels, shape [B].
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str, reduction: str = "sum") -> torch.Tensor:
+    """Per-sample reconstruction loss, shape [B]: summed over pixels ('sum') or averaged ('mean').
 
     logits, x: [B, C, 64, 64]; x in [0, 1]. 'bernoulli' is sigmoid cross-entropy,
     'gaussian' is squared error of sigmoid(logits) (DEFT/DeVAE's L2 for RGB data).
+    Computed in float32 even under bf16 autocast (the sums are over 12k pixels).
     """
+    logits, x = logits.float(), x.float()
     if kind == "bernoulli":
         per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     elif kind == "gaussian":
         per_pixel = (torch.sigmoid(logits) - x).pow(2)
     else:
         raise ValueError(f"unknown reconstruction kind {kind!r} (use 'bernoulli' or 'gaussian')")
+    if reduction == "mean":
+        return per_pixel.flatten(1).mean(dim=1)
+    if reduction != "sum":
+        raise ValueError(f"unknown reduction {reduction!r} (use 'sum' or 'mean')")
     return per_pixel.flatten(1).sum(dim=1)
 
 
@@ -190,7 +230,9 @@ class DisentangledModel(nn.Module):
     def clip_gradients(self) -> None:
         """Hook between backward and optimizer step (QLAE clips element-wise)."""
 
-    def train_step(self, x: torch.Tensor, step: int, optimizers: list[torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(
+        self, x: torch.Tensor, step: int, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, torch.Tensor]:
         """One optimisation step on batch x: [B, C, 64, 64]. Returns detached loss terms.
 
         Never calls ``.item()``: the engine decides when to sync with the device.
