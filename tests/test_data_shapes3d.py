@@ -92,3 +92,13 @@ def test_batch_sampler(ds):
     b = next(sampler)
     assert b.shape == (8, 3, 64, 64) and b.dtype == torch.float32
     assert 0 <= float(b.min()) and float(b.max()) <= 1
+
+
+def test_device_sampler_matches_images(ds):
+    sampler = ds.batch_sampler(16, "cpu", seed=5)
+    idx = ds.sample_indices(16, np.random.default_rng(5))
+    batch = next(sampler)
+    ref = torch.from_numpy(ds.images(idx)).permute(0, 3, 1, 2).float() / 255
+    assert batch.shape == (16, 3, 64, 64)
+    assert (batch - ref).abs().max() <= 1.01 / 255  # equal up to one rounding step
+    assert (batch != ref).float().mean() < 0.01

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.data.base import GroundTruthDataset
+from disviz.data.base import BatchSampler, GroundTruthDataset
 
 FACTOR_NAMES = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
 FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
@@ -223,8 +223,8 @@ class Shapes3DRenderer:
         classes = np.asarray(classes, dtype=np.int64)
         w = self.weights(classes[:, 3] * 60 + classes[:, 4] * 15 + classes[:, 5])  # [N, 3, 64, 64]
         colours = self._rgb[classes[:, :3]]  # [N, 3 surfaces (floor, wall, object), 3 rgb]
-        img = np.einsum("nshw,nsc->nhwc", w, colours)  # [N, 64, 64, 3]
-        return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+        img = np.matmul(w.reshape(len(w), 3, 4096).transpose(0, 2, 1), colours)  # [N, 4096, 3]
+        return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8).reshape(len(w), 64, 64, 3)
 
     def _cast(self, geo: np.ndarray) -> np.ndarray:
         """Ray-cast geometries (scale, shape, orientation) [N, 3] -> weights [N, 3, 64, 64]."""
@@ -312,3 +312,31 @@ class Shapes3DLike(GroundTruthDataset):
 
     def _render(self, classes: np.ndarray) -> np.ndarray:
         return self.renderer.render(classes)
+
+    def batch_sampler(self, batch_size: int, device: Any = "cpu", seed: int = 0) -> BatchSampler:
+        return Shapes3DBatchSampler(self, batch_size, device, seed)
+
+
+class Shapes3DBatchSampler(BatchSampler):
+    """Composes batches on the device: the 480 geometry weight maps (24 MB) live there, and a batch
+    is ``weights[geometry] · rgb[hues]`` — no images cross the bus. On creation all geometries are
+    ray-cast once (a few seconds on a CPU). Pixels equal ``images()/255`` up to float rounding.
+    """
+
+    def __init__(self, dataset: Shapes3DLike, batch_size: int, device: Any = "cpu", seed: int = 0):
+        super().__init__(dataset, batch_size, device, seed)
+        import torch
+
+        self._torch = torch
+        r = dataset.renderer
+        w = r.weights(np.arange(480)).reshape(480, 3, 4096)
+        self._w = torch.from_numpy(np.ascontiguousarray(w)).to(device)  # [480, 3, 4096]
+        self._rgb = torch.from_numpy(r._rgb).to(device)  # [10, 3]
+
+    def __next__(self) -> Any:
+        torch = self._torch
+        cls = torch.from_numpy(self.dataset.factors(self.next_indices())).to(self._w.device)  # [B, 6]
+        geo = cls[:, 3] * 60 + cls[:, 4] * 15 + cls[:, 5]
+        colours = self._rgb[cls[:, :3]]  # [B, 3 surfaces, 3 rgb]
+        x = torch.bmm(colours.transpose(1, 2), self._w[geo])  # [B, 3, 4096]
+        return torch.round(x.clamp_(0, 1) * 255).div_(255).reshape(-1, 3, 64, 64)
