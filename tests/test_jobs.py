@@ -93,6 +93,13 @@ def test_snapshot_progresses_while_running_and_is_a_copy(manager):
     assert manager.wait(job_id, timeout=60).status == "stopped"
 
 
+def test_cpu_jobs_use_one_torch_thread(tmp_path):
+    """The worker keeps the UI responsive on small machines: 1 torch thread on CPU (configurable)."""
+    cfg = TrainingManager(root=tmp_path)._config(spec(device="cpu"), tmp_path / "x")
+    assert cfg.num_threads == 1 and cfg.device == "cpu" and cfg.steps == 6
+    assert TrainingManager(root=tmp_path, num_threads=None)._config(spec(), tmp_path / "x").num_threads is None
+
+
 def test_stop_leaves_a_resumable_checkpoint(manager, tmp_path):
     job_id = manager.start(spec(steps=100_000, log_every=1))
     wait_until(lambda: manager.snapshot(job_id).step >= 2)
