@@ -308,3 +308,19 @@ def test_hash_uniform_is_uniform_and_deterministic():
     assert abs(u.mean() - 0.5) < 0.01 and abs(u.std() - (1 / 12) ** 0.5) < 0.01
     assert np.array_equal(u, dsp.index_uniform(np.arange(20_000), 3, salt=9))
     assert not np.array_equal(u, dsp.index_uniform(np.arange(20_000), 3, salt=8))
+
+
+@pytest.mark.parametrize(
+    ("name", "opts"),
+    [
+        ("correlated_dsprites", {"factor_a": "scale", "correlation": "-0.4"}),
+        ("dsprites_noshape", {"shape": "random"}),
+        ("dsprites", {}),
+    ],
+)
+def test_info_options_rebuild_the_same_dataset(name, opts):
+    """Checkpoint cards store info().options; loading with them must give the same dataset."""
+    info = load_dataset(name, **opts).info()
+    again = load_dataset(info.name, **info.options)
+    assert again.info() == info
+    assert np.array_equal(again.images([3, 77_777]), load_dataset(name, **opts).images([3, 77_777]))

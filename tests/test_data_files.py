@@ -318,3 +318,11 @@ def test_mpi3d_sizes_inferred_from_n(tmp_path):
     monkey_dir.mkdir()
     with pytest.raises(DatasetError, match="mpi3d_"):
         load_dataset("mpi3d", path=str(monkey_dir))
+
+
+def test_real_file_info_options_rebuild(tmp_path):
+    path = tmp_path / files.DSPRITES_FILE
+    write_dsprites_npz(path)
+    info = load_dataset("correlated_dsprites", path=str(path), correlation="0.5").info()
+    assert info.options["path"] == str(path)
+    assert load_dataset(info.name, **info.options).info() == info
