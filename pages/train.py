@@ -148,13 +148,16 @@ def show_job(snap: JobSnapshot, mgr: TrainingManager) -> None:
             help="Stops after the current step and saves a checkpoint you can resume.",
         )
     if snap.status == "done":
-        st.success(f"Done: {snap.message}. The checkpoint is now in the sidebar picker.", icon="✅")
+        st.success(
+            f"Done: {snap.message}. The checkpoint is now in the sidebar picker.", icon=":material/check_circle:"
+        )
     elif snap.status == "stopped":
         st.warning(
-            f"Stopped: {snap.message or 'stopped'}. Tick *resume* with run name `{run}` to continue it.", icon="⏹️"
+            f"Stopped: {snap.message or 'stopped'}. Tick *resume* with run name `{run}` to continue it.",
+            icon=":material/stop_circle:",
         )
     elif snap.status == "error":
-        st.error(f"Training failed: {snap.error}", icon="🚫")
+        st.error(f"Training failed: {snap.error}", icon=":material/error:")
     losses, kl = _loss_frames(snap)
     left, right = st.columns(2)
     with left:
@@ -335,6 +338,9 @@ switching on.
         st.error(f"The model or dataset registry cannot be imported ({exc}); training is unavailable.")
         return
 
+    monitor = st.container()  # the watched job goes on top; filled after the form handled Start
+    st.divider()
+    st.subheader("New training run")
     job_spec = _form(models, datasets)
     if job_spec is not None:
         try:
@@ -344,21 +350,21 @@ switching on.
         except UserError as exc:
             st.error(str(exc))
 
-    st.divider()
-    job_id = _pick_job(mgr)
-    if job_id is None:
-        st.info("No training job yet: choose a model and a dataset above and press **Start training**.")
-        return
-    try:
-        snap = mgr.snapshot(job_id)
-    except UserError as exc:
-        st.warning(str(exc))
-        return
-    if snap.active:
-        live_monitor(job_id)
-    else:
-        st.session_state.setdefault("train_finished_seen", set()).add(job_id)
-        show_job(snap, mgr)
+    with monitor:
+        job_id = _pick_job(mgr)
+        if job_id is None:
+            st.info("No training job yet: choose a model and a dataset below and press **Start training**.")
+            return
+        try:
+            snap = mgr.snapshot(job_id)
+        except UserError as exc:
+            st.warning(str(exc))
+            return
+        if snap.active:
+            live_monitor(job_id)
+        else:
+            st.session_state.setdefault("train_finished_seen", set()).add(job_id)
+            show_job(snap, mgr)
 
 
 main()
