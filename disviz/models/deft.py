@@ -20,14 +20,16 @@ remaining groups together (dSprites: 5 groups, 4 stages, the β = 1 stage trains
 so no latent stays noise after training; (2) when d is not divisible by G, groups are as equal
 as possible (numpy ``array_split``; the correlated toy's d = 5 in groups of 2 → sizes 2, 2, 1);
 (3) with ``schedule='reference'`` the run starts in stage 0 and advances past stage k once the
-reference β(t) = max(ref_beta_max·e^{−ref_rate·t/T}, 1), T = ``steps``, has fallen to β_k or below;
-(4) ``stage_steps=0`` (default) means ``steps // len(betas)``: with the paper's total (4 × 100k on
-dSprites) that is the paper's 100k per stage, and short runs still pass every stage; set
-``stage_steps`` explicitly to fix it.
+reference β(t) = max(ref_beta_max·e^{−ref_rate·t/T}, 1), T = ``ref_steps``, has fallen to β_k or below;
+(4) ``stage_steps=0`` (default) means ``steps // len(betas)`` and ``ref_steps=0`` means ``steps``:
+with the paper's total (4 × 100k on dSprites) that is the paper's 100k per stage, and short runs
+still pass every stage. Both are resolved when the model is built, so the checkpoint card holds
+the actual values and resuming with a larger ``--steps`` does not move the stage boundaries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -57,6 +59,7 @@ class DEFTConfig(ModelConfig):
     schedule: str = "steps"
     ref_beta_max: float = 150.0
     ref_rate: float = 20.0
+    ref_steps: int = 0
     gamma: float = 0.1
     slowdown: str = "lr"
 
@@ -68,6 +71,8 @@ class DEFTConfig(ModelConfig):
             raise ConfigError(f"betas={self.betas!r} must be a non-empty list of values >= 0, one per stage")
         if self.stage_steps < 0:
             raise ConfigError(f"stage_steps={self.stage_steps} must be >= 0 (0 = steps // len(betas))")
+        if self.ref_steps < 0:
+            raise ConfigError(f"ref_steps={self.ref_steps} must be >= 0 (0 = steps)")
         if self.schedule not in ("steps", "reference"):
             raise ConfigError(f"schedule={self.schedule!r}: use steps (fixed-length stages) or reference (β(t))")
         if self.slowdown not in ("lr", "freeze"):
@@ -98,6 +103,13 @@ class DEFT(DisentangledModel):
 
     def __init__(self, config: DEFTConfig, dataset_info: DatasetInfo):
         config.validate()
+        # resolve the schedule's automatic lengths once, so the card records them and a resumed
+        # run with a new --steps keeps the stages it was trained with
+        config = dataclasses.replace(
+            config,
+            stage_steps=config.stage_steps or max(1, config.steps // len(config.betas)),
+            ref_steps=config.ref_steps or config.steps,
+        )
         super().__init__(config, dataset_info)
         d, c = config.latent_dim, dataset_info.channels
         self.group_sizes = [len(a) for a in np.array_split(np.arange(d), config.groups)]
@@ -120,10 +132,10 @@ class DEFT(DisentangledModel):
         return len(self.config.betas)
 
     def stage_length(self) -> int:
-        return int(self.config.stage_steps or max(1, self.config.steps // self.n_stages))
+        return int(self.config.stage_steps)
 
     def reference_beta(self, step: int) -> float:
-        t = step / max(1, self.config.steps)
+        t = step / max(1, self.config.ref_steps)
         return max(self.config.ref_beta_max * math.exp(-self.config.ref_rate * t), 1.0)
 
     def stage(self, step: int) -> int:
