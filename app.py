@@ -1,7 +1,45 @@
-"""disviz app entry point (placeholder until the app issue lands)."""
+"""disviz app: the router and the shared sidebar. Run with `make run` (streamlit run app.py).
+
+Pages are registered explicitly with st.navigation (pages/ auto-discovery is then off); each page
+is thin and calls disviz.explore / disviz.figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="disviz", layout="wide")
-st.title("disviz")
-st.write("Interactive latent exploration for disentangled representation learning.")
+from pages._shared import sidebar
+
+st.set_page_config(page_title="disviz", page_icon="🧭", layout="wide")
+
+HERE = Path(__file__).resolve().parent
+
+
+def _page(file: str, title: str, icon: str, default: bool = False) -> st.Page | None:
+    """A page, or None while its file does not exist yet (another engineer may still be writing it)."""
+    if not (HERE / file).is_file():
+        return None
+    return st.Page(file, title=title, icon=icon, default=default)
+
+
+sections = {
+    "Explore": [
+        _page("pages/explore.py", "Explore", "🔍", default=True),
+        _page("pages/codebook.py", "Codebook (QLAE)", "🔢"),
+    ],
+    "Evaluate": [
+        _page("pages/metrics.py", "Metrics", "📊"),
+        _page("pages/annealing.py", "Annealing (IFP)", "🌡️"),
+        _page("pages/compare.py", "Compare", "⚖️"),
+    ],
+    "Train": [_page("pages/train.py", "Train", "🏋️")],
+    "Learn": [_page("pages/about.py", "About", "📖")],
+}
+sections = {name: [p for p in pages if p is not None] for name, pages in sections.items()}
+sections = {name: pages for name, pages in sections.items() if pages}
+
+pg = st.navigation(sections)
+sidebar()
+pg.run()

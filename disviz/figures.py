@@ -1,0 +1,326 @@
+"""Figures for the app: uint8 image grids (one image per grid) and plotly charts.
+
+Why one composed image: every ``st.image`` goes through Streamlit's media manager, so dozens of
+tiles per rerun are slow; a grid is composed server-side with 1-2 px gutters and upscaled by an
+integer factor with nearest neighbour (the browser never blurs the 64 px tiles).
+Plotly figures follow the field's conventions (app-conventions.md §6): metric matrices on a fixed
+0-1 scale with values annotated, β decreasing left to right with a 0.1 nat threshold line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = [
+    "annealing_curves",
+    "compose_grid",
+    "codebook_usage_figure",
+    "codebook_values_figure",
+    "diffusion_figure",
+    "heatmap",
+    "label_rows",
+    "ifp_distribution",
+    "argmax_order",
+    "to_rgb",
+    "upscale",
+]
+
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
+
+
+# --- images ------------------------------------------------------------------------------------
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """uint8 [..., H, W, 1 or 3] -> [..., H, W, 3] (binary dSprites shown as grey)."""
+    images = np.asarray(images)
+    if images.shape[-1] == 3:
+        return images
+    if images.shape[-1] == 1:
+        return np.repeat(images, 3, axis=-1)
+    raise ValueError(f"expected 1 or 3 channels, got shape {images.shape}")
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour integer upscale of [H, W, C] (keeps pixels sharp)."""
+    if factor < 1:
+        raise ValueError("upscale factor must be >= 1")
+    if factor == 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def compose_grid(tiles: np.ndarray, gutter: int = 2, scale: int = 1, background: int = 255) -> np.ndarray:
+    """Tiles [R, S, H, W, C] uint8 -> one RGB image [R*(H*scale)+(R-1)*g, S*(W*scale)+(S-1)*g, 3].
+
+    Tiles are upscaled by ``scale`` (nearest) before placing; ``gutter`` px of ``background`` between
+    them (none around the border). Also accepts [N, H, W, C] as a single row.
+    """
+    tiles = np.asarray(tiles)
+    if tiles.ndim == 4:
+        tiles = tiles[None]
+    if tiles.ndim != 5:
+        raise ValueError(f"expected tiles [R, S, H, W, C], got shape {tiles.shape}")
+    if tiles.dtype != np.uint8:
+        raise ValueError(f"tiles must be uint8, got {tiles.dtype}; clip to [0, 1] and scale by 255 first")
+    if gutter < 0:
+        raise ValueError("gutter must be >= 0")
+    tiles = to_rgb(tiles)
+    r, s, h, w, _ = tiles.shape
+    if scale > 1:
+        tiles = tiles.repeat(scale, axis=2).repeat(scale, axis=3)
+        h, w = h * scale, w * scale
+    out = np.full((r * h + (r - 1) * gutter, s * w + (s - 1) * gutter, 3), background, dtype=np.uint8)
+    for i in range(r):
+        for j in range(s):
+            y, x = i * (h + gutter), j * (w + gutter)
+            out[y : y + h, x : x + w] = tiles[i, j]
+    return out
+
+
+# --- matrices ----------------------------------------------------------------------------------
+def argmax_order(matrix: np.ndarray) -> list[int]:
+    """Column order putting latents (columns of factors x latents) by their argmax factor, then by value.
+
+    A well-disentangled model then shows a block diagonal.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.size == 0:
+        return []
+    best = np.argmax(m, axis=0)
+    top = m.max(axis=0)
+    return [int(j) for j in sorted(range(m.shape[1]), key=lambda j: (best[j], -top[j]))]
+
+
+def heatmap(
+    matrix: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str = "",
+    zmin: float = 0.0,
+    zmax: float = 1.0,
+    colorscale: str = "Blues",
+) -> go.Figure:
+    """Annotated heatmap on a fixed colour scale (rows = factors, columns = latents)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    text = [[("" if not np.isfinite(v) else f"{v:.2f}") for v in row] for row in m]
+    fig = go.Figure(
+        go.Heatmap(
+            z=m,
+            x=list(col_labels),
+            y=list(row_labels),
+            zmin=zmin,
+            zmax=zmax,
+            colorscale=colorscale,
+            text=text,
+            texttemplate="%{text}",
+            hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=max(260, 45 * len(row_labels) + 120),
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        yaxis=dict(autorange="reversed"),
+        xaxis=dict(type="category"),
+    )
+    return fig
+
+
+# --- IFP annealing ----------------------------------------------------------------------------
+def _factor_color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def annealing_curves(
+    curves: Mapping[str, Sequence[Mapping[str, Any]]],
+    threshold: float = 0.1,
+    max_per_factor: int = 8,
+) -> go.Figure:
+    """KL-vs-β per factor: ``curves[factor]`` = list of {'beta': [...], 'kl': [...], 'ifp': float|None}.
+
+    β decreases left to right (reversed log axis), a dashed line at ``threshold`` nats, and a
+    marker at each run's IFP.
+    """
+    fig = go.Figure()
+    for i, (factor, runs) in enumerate(curves.items()):
+        color = _factor_color(i)
+        for r, run in enumerate(list(runs)[:max_per_factor]):
+            beta, kl = np.asarray(run.get("beta", []), float), np.asarray(run.get("kl", []), float)
+            if beta.size == 0:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=beta,
+                    y=kl,
+                    mode="lines",
+                    line=dict(color=color, width=1.2),
+                    opacity=0.7,
+                    name=factor,
+                    legendgroup=factor,
+                    showlegend=r == 0,
+                    hovertemplate=f"{factor}: β=%{{x:.3g}}, KL=%{{y:.3f}}<extra></extra>",
+                )
+            )
+            ifp = run.get("ifp")
+            if ifp is not None and np.isfinite(ifp):
+                y = float(np.interp(np.log(ifp), np.log(beta[::-1]), kl[::-1])) if beta[0] > beta[-1] else threshold
+                fig.add_trace(
+                    go.Scatter(
+                        x=[ifp],
+                        y=[y],
+                        mode="markers",
+                        marker=dict(color=color, size=9, symbol="diamond", line=dict(color="black", width=1)),
+                        legendgroup=factor,
+                        showlegend=False,
+                        hovertemplate=f"{factor} IFP: β=%{{x:.3g}}<extra></extra>",
+                    )
+                )
+    fig.add_hline(y=threshold, line=dict(color="black", dash="dash"), annotation_text=f"{threshold} nat")
+    fig.update_layout(
+        xaxis=dict(title="β (decreasing →)", type="log", autorange="reversed"),
+        yaxis=dict(title="KL (nats)"),
+        height=420,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(title="factor"),
+    )
+    return fig
+
+
+def ifp_distribution(ifps: Mapping[str, Sequence[float]]) -> go.Figure:
+    """Per-factor distribution of IFPs (violin + points) on a reversed log β axis."""
+    fig = go.Figure()
+    for i, (factor, values) in enumerate(ifps.items()):
+        v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], float)
+        if v.size == 0:
+            continue
+        fig.add_trace(
+            go.Violin(
+                x=v,
+                name=factor,
+                orientation="h",
+                line_color=_factor_color(i),
+                points="all",
+                box_visible=True,
+                meanline_visible=False,
+                hoveron="points",
+            )
+        )
+    fig.update_layout(
+        xaxis=dict(title="IFP β (decreasing →)", type="log", autorange="reversed"),
+        height=max(260, 70 * len(ifps) + 100),
+        showlegend=False,
+        margin=dict(l=10, r=10, t=30, b=10),
+    )
+    return fig
+
+
+# --- diffusion --------------------------------------------------------------------------------
+def diffusion_figure(
+    records: Sequence[Mapping[str, Any]],
+    factor_names: Sequence[str],
+    stage_steps: Sequence[int] = (),
+) -> go.Figure:
+    """NMI1 (solid) and NMI2 (dotted) per factor vs training step; DEFT stage starts as vertical lines.
+
+    records: [{'step': int, 'nmi1': [K] or {factor: v}, 'nmi2': ...}, ...].
+    """
+    steps = [int(r.get("step", 0)) for r in records]
+    fig = go.Figure()
+    for k, name in enumerate(factor_names):
+        for key, dash in (("nmi1", "solid"), ("nmi2", "dot")):
+            ys = []
+            for r in records:
+                v = r.get(key)
+                if isinstance(v, Mapping):
+                    ys.append(v.get(name, np.nan))
+                elif isinstance(v, Sequence) and len(v) > k:
+                    ys.append(v[k])
+                else:
+                    ys.append(np.nan)
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=ys,
+                    mode="lines+markers",
+                    line=dict(color=_factor_color(k), dash=dash),
+                    name=f"{name} {key.upper()}",
+                    legendgroup=name,
+                )
+            )
+    for i, s in enumerate(stage_steps):
+        fig.add_vline(x=s, line=dict(color="grey", dash="dash"), annotation_text=f"stage {i + 2}")
+    fig.update_layout(
+        xaxis=dict(title="training step"),
+        yaxis=dict(title="NMI", range=[0, 1]),
+        height=380,
+        margin=dict(l=10, r=10, t=30, b=10),
+    )
+    return fig
+
+
+# --- codebook ---------------------------------------------------------------------------------
+def codebook_values_figure(values: Sequence[Sequence[float]]) -> go.Figure:
+    """Codebook values per latent as a strip (one row of dots per latent)."""
+    fig = go.Figure()
+    for j, vals in enumerate(values):
+        fig.add_trace(
+            go.Scatter(
+                x=list(vals),
+                y=[f"z{j}"] * len(vals),
+                mode="markers",
+                marker=dict(size=10, color=_factor_color(j)),
+                showlegend=False,
+                hovertemplate=f"z{j}: %{{x:.3f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        xaxis=dict(title="codebook value"),
+        yaxis=dict(autorange="reversed", type="category"),
+        height=max(220, 28 * len(values) + 80),
+        margin=dict(l=10, r=10, t=10, b=10),
+    )
+    return fig
+
+
+def codebook_usage_figure(usage: np.ndarray, values: Sequence[Sequence[float]]) -> go.Figure:
+    """Usage frequency of each codebook value per latent (latents x value index heatmap, 0-1)."""
+    usage = np.asarray(usage, dtype=np.float64)
+    cols = [f"v{i}" for i in range(usage.shape[1])]
+    fig = heatmap(usage, [f"z{j}" for j in range(usage.shape[0])], cols, zmin=0.0, zmax=1.0, colorscale="Greens")
+    custom = [[(f"{v[i]:.2f}" if i < len(v) else "") for i in range(usage.shape[1])] for v in values]
+    fig.update_traces(customdata=custom, hovertemplate="%{y}, value %{customdata}: %{z:.1%} of data<extra></extra>")
+    fig.update_layout(xaxis=dict(title="codebook value index (sorted)"))
+    return fig
+
+
+def label_rows(grid: np.ndarray, labels: Sequence[str], row_height: int, gutter: int, width: int = 220) -> np.ndarray:
+    """Prepend a white panel of ``width`` px with one text label per grid row (drawn with Pillow).
+
+    Keeps the grid one image (labels cannot drift out of line with their rows in the browser).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    panel = Image.new("RGB", (width, grid.shape[0]), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    for i, text in enumerate(labels):
+        y = i * (row_height + gutter) + row_height // 2 - 8
+        draw.text((4, max(0, y)), str(text), fill=(20, 20, 20), font=font)
+    return np.concatenate([np.asarray(panel, dtype=np.uint8), grid], axis=1)

@@ -1,0 +1,176 @@
+"""Streamlit glue shared by the pages: cached model / dataset / statistics, the sidebar picker.
+
+Not a page (st.navigation lists pages explicitly). All logic lives in disviz.explore / figures;
+this file only adds Streamlit caching and messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # page files also run on their own under AppTest
+    sys.path.insert(0, str(_ROOT))
+
+import numpy as np  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from disviz import explore  # noqa: E402
+from disviz.errors import UserError  # noqa: E402
+
+CKPT_KEY = "ckpt"  # session_state: the selected checkpoint path (str)
+
+
+@st.cache_resource(show_spinner=False)
+def device_name() -> tuple[str, str]:
+    from disviz.device import describe, pick_device
+
+    dev = pick_device("auto")
+    return str(dev), describe(dev)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading checkpoint…")
+def get_model(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:
+    """One model per (path, mtime), shared by all sessions, eval mode on the GPU when present."""
+    model, card = explore.load_model(path, device=device_name()[0])
+    model.requires_grad_(False)
+    return model, card
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def get_dataset(key: str) -> Any:
+    return explore.dataset_for_card(json.loads(key))
+
+
+def dataset_key(card: dict[str, Any]) -> str:
+    return json.dumps({"dataset": card.get("dataset"), "train": card.get("train") or {}}, sort_keys=True, default=str)
+
+
+@st.cache_data(max_entries=16, show_spinner="Encoding a data sample…")
+def get_stats(path: str, mtime: float, n: int = 512) -> explore.LatentStats:
+    model, card = get_model(path, mtime)
+    return explore.latent_stats(model, get_dataset(dataset_key(card)), n=n)
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def entries(roots: tuple[str, ...], version: int) -> list[explore.CheckpointEntry]:
+    return explore.list_entries(list(roots))
+
+
+def _version() -> int:
+    try:
+        from disviz.jobs import checkpoints_version
+
+        return int(checkpoints_version())
+    except Exception:
+        return 0
+
+
+def all_entries() -> list[explore.CheckpointEntry]:
+    roots = explore.checkpoint_roots(st.session_state.get("extra_roots", []))
+    return entries(tuple(str(r) for r in roots), _version())
+
+
+@dataclass
+class Loaded:
+    """What a page needs about the selected checkpoint."""
+
+    path: str
+    mtime: float
+    model: Any
+    card: dict[str, Any]
+    dataset: Any
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}@{self.mtime}"
+
+    def stats(self, n: int = 512) -> explore.LatentStats:
+        return get_stats(self.path, self.mtime, n)
+
+
+def _add_folder() -> None:
+    folder = st.session_state.get("extra_folder", "").strip()
+    if not folder:
+        return
+    if not Path(folder).is_dir():
+        st.session_state["extra_folder_error"] = (
+            f"{folder} is not a folder; type the path of a folder holding checkpoints"
+        )
+        return
+    st.session_state.pop("extra_folder_error", None)
+    extra = st.session_state.setdefault("extra_roots", [])
+    if folder not in extra:
+        extra.append(folder)
+
+
+def sidebar() -> None:
+    """The checkpoint picker and the device line (drawn by app.py on every page)."""
+    with st.sidebar:
+        st.markdown("### Checkpoint")
+        found = all_entries()
+        if not found:
+            st.info("No checkpoints yet. Train one on the **Train** page, or see the README (`make checkpoints`).")
+        else:
+            paths = [str(e.path) for e in found]
+            labels = {str(e.path): e.label for e in found}
+            current = st.session_state.get(CKPT_KEY)
+            if current not in paths:
+                current = paths[0]
+            st.session_state["ckpt_pick"] = st.session_state.get("ckpt_pick", current)
+            if st.session_state["ckpt_pick"] not in paths:
+                st.session_state["ckpt_pick"] = current
+            picked = st.selectbox(
+                "Checkpoint",
+                paths,
+                key="ckpt_pick",
+                format_func=lambda p: labels.get(p, p),
+                label_visibility="collapsed",
+            )
+            st.session_state[CKPT_KEY] = picked
+            entry = next(e for e in found if str(e.path) == picked)
+            if entry.error:
+                st.error("This checkpoint is broken; see the page for details.")
+            else:
+                st.caption(entry.label.split(" — ", 1)[-1])
+        st.text_input("Add a checkpoint folder", key="extra_folder", on_change=_add_folder, placeholder="/path/to/runs")
+        if st.session_state.get("extra_folder_error"):
+            st.warning(st.session_state["extra_folder_error"])
+        st.caption(f"Compute device: **{device_name()[1]}**")
+
+
+def require_checkpoint() -> Loaded:
+    """The selected checkpoint, loaded; otherwise a clear message and ``st.stop()`` (other pages still work)."""
+    found = all_entries()
+    if not found:
+        st.info(
+            "No checkpoints found in `./checkpoints`, `./runs` or `$DISVIZ_CHECKPOINTS`. "
+            "Train one on the **Train** page (or `python -m disviz train ...`), or add a folder in the sidebar."
+        )
+        st.stop()
+    path = st.session_state.get(CKPT_KEY)
+    entry = next((e for e in found if str(e.path) == path), found[0])
+    if entry.error:
+        st.error(f"Cannot open this checkpoint: {entry.error}")
+        st.stop()
+    try:
+        model, card = get_model(str(entry.path), entry.mtime)
+        dataset = get_dataset(dataset_key(card))
+    except UserError as exc:
+        st.error(f"Cannot open {entry.path}: {exc}")
+        st.stop()
+    return Loaded(str(entry.path), entry.mtime, model, card, dataset)
+
+
+def image_hash(img: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()[:16]
+
+
+def teach(text: str) -> None:
+    with st.expander("What am I looking at?"):
+        st.markdown(text)
