@@ -5,7 +5,8 @@ TC(q(z)) is estimated by minibatch-weighted sampling (MWS) on z ~ q(z|x) of the 
 disentanglement_lib drops the ln(N·M) constants (gradients are unchanged); we keep them, with
 N = ``dataset_size`` (0 → the dataset's grid size), so the logged ``tc`` is the MWS estimate itself
 rather than an estimate with an offset of (d−1)·ln(N·M). The estimate is biased for small batches:
-keep B ≥ 64 (methods.md §2).
+keep B ≥ 64 (methods.md §2). With ``reduction='mean'`` the TC penalty is divided by d like the
+KL (the logged ``tc`` stays the estimate in nats).
 """
 
 from __future__ import annotations
@@ -72,5 +73,7 @@ class BetaTCVAE(GaussianVAE):
         recon = self.recon_term(self.decode(z), x)
         kl = self.kl_term(kl_per_dim(mu, logvar))
         tc = total_correlation(z, mu, logvar, self.n_data)
-        loss = recon + kl + (self.config.beta - 1.0) * tc
+        # 'mean' reduction averages the KL over latents; the TC penalty follows the same scale
+        tc_term = tc if self.config.reduction == "sum" else tc / self.latent_dim
+        loss = recon + kl + (self.config.beta - 1.0) * tc_term
         return {"loss": loss, "recon": recon, "kl": kl, "tc": tc}

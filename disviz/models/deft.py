@@ -209,7 +209,9 @@ class DEFT(DisentangledModel):
         kl_dims = kl_per_dim(mu, logvar)
         kl = (kl_dims.sum(1) if self.config.reduction == "sum" else kl_dims.mean(1)).mean()
         beta = float(self.config.betas[stage])
-        return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
+        # β is logged as a term so the card's history shows the stage schedule next to the losses
+        beta_t = torch.full((), beta, device=kl.device)
+        return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "beta": beta_t}
 
     # --- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
