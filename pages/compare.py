@@ -1,0 +1,77 @@
+"""Compare: two to four checkpoints side by side on the same base image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from disviz import explore as ex
+from disviz.errors import UserError
+from disviz.figures import argmax_order, compose_grid, heatmap, label_rows
+from pages._shared import all_entries, dataset_key, get_dataset, get_model, get_stats, teach
+
+st.title("Compare checkpoints")
+teach(
+    """
+Pick two to four checkpoints. Each column traverses **the same base image** (same dataset sample) through its
+own model, with rows sorted by KL and labelled with the factor each latent mostly encodes, followed by its
+scores and its NMI matrix (when the checkpoint has a stored report; compute one on the Metrics page).
+Checkpoints trained on different datasets each draw their own dataset's sample with the same seed.
+"""
+)
+
+found = [e for e in all_entries() if e.error is None]
+if len(found) < 2:
+    st.info("Compare needs at least two working checkpoints. Train more on the **Train** page.")
+    st.stop()
+paths = [str(e.path) for e in found]
+labels = {str(e.path): e.label for e in found}
+default = [p for p in [st.session_state.get("ckpt")] if p in paths] or paths[:1]
+default += [p for p in paths if p not in default][: 2 - len(default)]
+chosen = st.multiselect(
+    "Checkpoints (2–4)", paths, default=default, max_selections=4, format_func=labels.get, key="compare_pick"
+)
+c1, c2 = st.columns(2)
+seed = c1.number_input("Base image seed", min_value=0, value=0, step=1, key="compare_seed")
+steps = c2.slider("Steps", 3, 11, 7, step=2, key="compare_steps")
+if len(chosen) < 2:
+    st.warning("Choose at least two checkpoints.")
+    st.stop()
+
+entries = {str(e.path): e for e in found}
+cols = st.columns(len(chosen))
+score_rows: dict[str, list] = {}
+for col, path in zip(cols, chosen, strict=True):
+    e = entries[path]
+    with col:
+        st.markdown(f"**{e.path.name}**  \n{labels[path].split(' — ', 1)[-1]}")
+        try:
+            model, card = get_model(path, e.mtime)
+            dataset = get_dataset(dataset_key(card))
+            stats = get_stats(path, e.mtime)
+        except UserError as exc:
+            st.error(str(exc))
+            continue
+        base = dataset.sample(1, np.random.default_rng(int(seed)))[0][0]
+        anchor = ex.encode(model, base[None])[0]
+        specs = model.latent_specs()
+        order = ex.sort_latents(stats, "kl")
+        mode = "std_gaussian" if stats.kl is not None else "minmax_interval"
+        vals = [ex.traversal_values(specs[j], mode, stats.codes, int(steps)) for j in order]
+        tiles = ex.traversal_tiles(model, anchor, order, vals)
+        st.image(label_rows(compose_grid(tiles, gutter=2), ex.row_labels(stats, order), 64, 2, width=200))
+        report = card.get("metrics") if isinstance(card.get("metrics"), dict) else None
+        score_rows[e.path.name] = [v for _, v in ex.score_table(report)]
+        nmi = ex.find_matrix(report or {}, ("nmi", "mutual_info", "mi_matrix"), len(stats.factor_names))
+        if nmi is not None:
+            o = argmax_order(nmi)
+            st.plotly_chart(heatmap(nmi[:, o], stats.factor_names, [f"z{j}" for j in o]), key=f"compare_nmi_{path}")
+        else:
+            st.caption("No stored metric report (compute it on the Metrics page).")
+
+if score_rows:
+    st.subheader("Scores side by side")
+    df = pd.DataFrame(score_rows, index=[label for label, _ in ex.SCORES])
+    st.dataframe(df, key="compare_scores")
+    st.session_state["compare_columns"] = list(score_rows)

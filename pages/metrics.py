@@ -1,0 +1,127 @@
+"""Metrics: NMI and DCI matrices, the score table, diffusion curves; compute on demand."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from disviz import explore as ex
+from disviz.errors import UserError
+from disviz.figures import argmax_order, diffusion_figure, heatmap
+from pages._shared import get_model, require_checkpoint, teach
+
+st.title("Metrics")
+teach(
+    """
+**NMI matrix**: normalised mutual information between each true factor (rows) and each latent (columns),
+0 = independent, 1 = the latent determines the factor. Latents are reordered by the factor they share most
+information with, so a disentangled model shows a **block diagonal**: one bright cell per column and per row.
+Click a cell to open that latent's traversal on the Explore page.
+
+**DCI importance**: how much a predictor of each factor relies on each latent. **Scores**: InfoM/E/C
+(modularity, explicitness, compactness), DCI disentanglement/completeness/informativeness, MIG (gap between
+the two most informative latents per factor), SAP, the FactorVAE and BetaVAE classifier scores, and the
+reconstruction error. Scores depend on estimators and sample counts: they are listed under *Settings*.
+
+**Diffusion curves** (if tracked during training): per factor, NMI1 is the information in the best latent
+and NMI2 in the second best. Information that *diffuses* over several latents shows as NMI2 rising; DEFT's
+stages (vertical lines) are meant to stop that.
+"""
+)
+
+ck = require_checkpoint()
+card, info = ck.card, ck.dataset.info()
+report = card.get("metrics") if isinstance(card.get("metrics"), dict) else None
+factors = list(info.factor_names)
+
+if report is None:
+    st.warning("This checkpoint has no stored metric report yet.")
+    c1, c2, c3 = st.columns(3)
+    preset = c1.selectbox("Preset", ["fast", "paper"], key="metrics_preset", help="fast: fewer samples, for the UI")
+    n = c2.number_input("Samples", min_value=500, max_value=100_000, value=2_000, step=500, key="metrics_n")
+    if c3.button("Compute metrics", key="metrics_compute", type="primary"):
+        try:
+            from disviz.metrics import evaluate
+        except ImportError as exc:
+            st.error(f"The metrics module is not available ({exc}).")
+            st.stop()
+        bar = st.progress(0.0, text="Computing metrics…")
+
+        def progress(*args, **kwargs) -> None:
+            frac = next((a for a in args if isinstance(a, float)), kwargs.get("fraction"))
+            text = next((a for a in args if isinstance(a, str)), kwargs.get("message", "Computing metrics…"))
+            if frac is not None:
+                bar.progress(min(max(float(frac), 0.0), 1.0), text=str(text))
+
+        try:
+            model, _ = get_model(ck.path, ck.mtime)
+            report = evaluate(model, ck.dataset, n=int(n), seed=0, preset=preset, progress=progress)
+            from disviz.checkpoints import update_card
+
+            update_card(ck.path, metrics=report)
+        except UserError as exc:
+            st.error(str(exc))
+            st.stop()
+        bar.empty()
+        st.cache_data.clear()
+        st.toast("Metrics stored in the checkpoint card")
+        st.rerun()
+
+if report is not None:
+    nmi = ex.find_matrix(report, ("nmi", "mutual_info", "mi_matrix"), len(factors))
+    imp = ex.find_matrix(report, ("importance",), len(factors))
+    tab1, tab2 = st.columns(2)
+    with tab1:
+        st.subheader("NMI: factors × latents")
+        if nmi is not None:
+            order = argmax_order(nmi)
+            st.session_state["metrics_latent_order"] = order
+            fig = heatmap(nmi[:, order], factors, [f"z{j}" for j in order], zmin=0, zmax=1)
+            event = st.plotly_chart(fig, key="metrics_nmi", on_select="rerun", selection_mode="points")
+            points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+            if not points and event is not None and hasattr(event, "selection"):
+                points = event.selection.get("points", [])
+            if points:
+                label = str(points[0].get("x", ""))
+                if label.startswith("z") and label[1:].isdigit():
+                    st.session_state["explore_focus"] = int(label[1:])
+                    st.switch_page("pages/explore.py")
+            st.caption("Click a cell to open that latent's traversal.")
+        else:
+            st.info("The report has no NMI matrix.")
+    with tab2:
+        st.subheader("DCI importance")
+        if imp is not None:
+            order = argmax_order(imp)
+            m = imp / max(float(imp.max()), 1e-12) if imp.max() > 1 else imp
+            st.plotly_chart(
+                heatmap(m[:, order], factors, [f"z{j}" for j in order], colorscale="Oranges"), key="metrics_dci"
+            )
+        else:
+            st.info("The report has no DCI importance matrix.")
+    st.subheader("Scores")
+    rows = ex.score_table(report)
+    df = pd.DataFrame({"score": [r[0] for r in rows], "value": [r[1] for r in rows]})
+    st.dataframe(df, hide_index=True, key="metrics_scores")
+    with st.expander("Settings used"):
+        st.json(ex.report_settings(report) or {"note": "the report records no settings"})
+    c = st.columns(4)
+    focus_pick = c[0].selectbox(
+        "Open latent in Explore",
+        list(range(ck.model.latent_dim)),
+        format_func=lambda j: f"z{j}",
+        key="metrics_jump_pick",
+    )
+    if c[1].button("Open traversal", key="metrics_jump"):
+        st.session_state["explore_focus"] = int(focus_pick)
+        st.switch_page("pages/explore.py")
+
+st.subheader("Information diffusion (NMI1 / NMI2 during training)")
+records = ((card.get("tracks") or {}).get("diffusion")) or []
+if records:
+    st.plotly_chart(diffusion_figure(records, factors, ex.stage_starts(card)), key="metrics_diffusion")
+    st.caption("solid: NMI1 (best latent) · dotted: NMI2 (second best) · dashed lines: DEFT stage starts")
+else:
+    st.info(
+        "Not tracked for this checkpoint: train with `--track-diffusion N` (or the Train page option) to record it."
+    )
