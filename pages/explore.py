@@ -86,6 +86,7 @@ with c2:
     st.image(upscale(compose_grid(np.stack([base, recon])[None], gutter=2), 2), caption="base · reconstruction")
 
 anchor = ex.encode(model, base[None])[0]
+st.session_state["explore_base_hash"] = image_hash(base)
 if anchor_mode == "prior":
     anchor = np.zeros_like(anchor)
     for s in specs:

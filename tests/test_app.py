@@ -1,0 +1,205 @@
+"""AppTest per page: every page runs without exceptions on tiny real checkpoints, and widgets change
+what is shown (decoded-image hash, traversal row order, codebook grid, metric report, switch to Explore).
+
+The checkpoints are trained here once per session (disviz.train.train, tiny networks, a few steps)
+and reach the app through $DISVIZ_CHECKPOINTS.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # page files import pages._shared
+    sys.path.insert(0, str(REPO))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+TINY = {"base_channels": 4, "hidden": 16}
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="session")
+def ckpt_root(tmp_path_factory) -> Path:
+    from disviz.models import model_names
+    from disviz.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("app_ckpts")
+    for name in [m for m in ("betavae", "qlae") if m in model_names()]:
+        train(
+            TrainConfig(
+                model=name,
+                dataset="dsprites",
+                out=root / f"tiny-{name}",
+                steps=4,
+                batch_size=8,
+                device="cpu",
+                seed=0,
+                overrides=dict(TINY),
+                num_threads=1,
+                log_every=2,
+            )
+        )
+    return root
+
+
+@pytest.fixture
+def env(ckpt_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("DISVIZ_CHECKPOINTS", str(ckpt_root))
+    monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)  # no ./checkpoints here: only the tiny ones are found
+    return ckpt_root
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+
+
+def _page(name: str, **state) -> AppTest:
+    at = AppTest.from_file(str(REPO / "pages" / name), default_timeout=TIMEOUT)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_app_opens_on_explore_with_sidebar_and_device(env):
+    at = _app().run()
+    _ok(at)
+    assert at.title[0].value == "Explore the latent space"
+    pick = at.sidebar.selectbox(key="ckpt_pick")
+    assert any("tiny-betavae" in o for o in pick.options) and any("tiny-qlae" in o for o in pick.options)
+    assert any("Compute device" in c.value for c in at.sidebar.caption)
+
+
+def test_explore_slider_changes_decoded_image_and_reset_restores_it(env):
+    at = _app().run()
+    h0 = at.session_state["explore_decoded_hash"]
+    z0 = at.session_state["explore_z"]
+    at.slider(key="z0").set_value(2.5).run()
+    _ok(at)
+    assert at.session_state["explore_z"][0] == pytest.approx(2.5)
+    assert at.session_state["explore_decoded_hash"] != h0
+    at.button(key="explore_reset").click().run()
+    _ok(at)
+    assert at.session_state["explore_z"] == pytest.approx(z0, abs=0.02)
+
+
+def test_explore_sort_mode_changes_row_order(env):
+    at = _app().run()
+    by_kl = at.session_state["explore_row_order"]
+    at.selectbox(key="explore_sort").select("index").run()
+    _ok(at)
+    assert at.session_state["explore_row_order"] == list(range(len(by_kl)))
+    assert by_kl != list(range(len(by_kl)))  # KL order of a trained VAE is not the identity
+    at.selectbox(key="explore_mode").select("minmax_interval").run()
+    _ok(at)
+    assert "minmax_interval" in " ".join(c.value for c in at.caption)
+
+
+def test_explore_base_by_factor_values_and_bad_upload(env):
+    at = _app().run()
+    h0 = at.session_state["explore_base_hash"]
+    at.radio(key="explore_source").set_value("factor values").run()
+    _ok(at)
+    h1 = at.session_state["explore_base_hash"]
+    assert h1 != h0
+    at.selectbox(key="explore_f_1").select(0).run()  # scale class 0
+    _ok(at)
+    assert at.session_state["explore_base_hash"] != h1
+    at.radio(key="explore_source").set_value("upload").run()
+    _ok(at)
+    assert any("Upload an image" in i.value for i in at.info)
+
+
+def test_explore_gif_export(env):
+    at = _app().run()
+    at.button(key="explore_gif").click().run()
+    _ok(at)
+    assert at.session_state["explore_gif_bytes"][:6] == b"GIF89a"
+
+
+def test_codebook_page_for_qlae_and_info_for_vae(env):
+    at = _page("codebook.py", ckpt=str(env / "tiny-vae-missing")).run()  # unknown path -> first entry (betavae)
+    _ok(at)
+    assert any("no codebook" in i.value for i in at.info)
+    at = _page("codebook.py", ckpt=str((env / "tiny-qlae").resolve())).run()
+    _ok(at)
+    assert at.session_state["codebook_shape"][0] == 10
+    assert at.session_state["codebook_shape"][1] >= 2
+
+
+def test_metrics_page_shows_stored_report_and_jumps_to_explore(env, tmp_path):
+    src = (env / "tiny-betavae").resolve()
+    ck = tmp_path / "with-report"
+    shutil.copytree(src, ck)
+    card = json.loads((ck / "card.json").read_text())
+    card["metrics"] = {
+        "preset": "fast",
+        "n": 500,
+        "scores": {"infom": 0.42, "mig": 0.11},
+        "matrices": {"nmi": [[0.1 * ((i + j) % 3) for j in range(10)] for i in range(5)]},
+    }
+    card["tracks"] = {
+        "diffusion": [
+            {"step": 0, "nmi1": [0.1] * 5, "nmi2": [0.0] * 5},
+            {"step": 4, "nmi1": [0.3] * 5, "nmi2": [0.1] * 5},
+        ]
+    }
+    (ck / "card.json").write_text(json.dumps(card))
+    at = _page("metrics.py", ckpt=str(ck.resolve()), extra_roots=[str(tmp_path)]).run()
+    _ok(at)
+    scores = at.dataframe[0].value
+    assert scores.set_index("score").loc["InfoM (modularity)", "value"] == pytest.approx(0.42)
+    assert len(at.session_state["metrics_latent_order"]) == 10
+    at.selectbox(key="metrics_jump_pick").select(3).run()
+    at.button(key="metrics_jump").click().run()
+    assert at.session_state["explore_focus"] == 3
+
+
+def test_metrics_page_without_report_offers_compute(env):
+    at = _page("metrics.py", ckpt=str((env / "tiny-betavae").resolve())).run()
+    _ok(at)
+    assert any("no stored metric report" in w.value for w in at.warning)
+    assert at.button(key="metrics_compute") is not None
+
+
+def test_compare_page_side_by_side(env):
+    at = _page("compare.py").run()
+    _ok(at)
+    assert len(at.session_state["compare_columns"]) == 2
+    assert at.dataframe[-1].value.shape[1] == 2
+
+
+def test_about_and_other_pages_via_navigation(env):
+    at = _app().run()
+    for page in ("pages/about.py", "pages/compare.py", "pages/metrics.py", "pages/codebook.py"):
+        at.switch_page(page).run()
+        _ok(at)
+
+
+def test_broken_checkpoint_shows_error_and_rest_works(env, tmp_path):
+    bad = tmp_path / "extra" / "broken"
+    bad.mkdir(parents=True)
+    (bad / "card.json").write_text('{"format": "disviz-checkpoint", "format_version": 99}')
+    (bad / "model.safetensors").write_bytes(b"junk")
+    at = _page("explore.py", ckpt=str(bad.resolve()), extra_roots=[str(tmp_path / "extra")]).run()
+    _ok(at)
+    assert any("newer than this disviz" in e.value for e in at.error)
+
+
+def test_empty_checkpoints_points_to_train(monkeypatch, tmp_path):
+    monkeypatch.setenv("DISVIZ_CHECKPOINTS", str(tmp_path / "none"))
+    monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    at = _app().run()
+    _ok(at)
+    assert any("Train" in i.value for i in at.info)
