@@ -607,3 +607,54 @@ def stage_starts(card: dict[str, Any]) -> list[int]:
         if stages[i] is not None and stages[i - 1] is not None and stages[i] != stages[i - 1]:
             out.append(int(steps[i]))
     return out
+
+
+# --- IFP annealing results (Annealing page) --------------------------------------------------------
+def annealing_view(result: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[float]], float]:
+    """(curves per factor, IFPs per factor, threshold) from an annealing result JSON.
+
+    Accepts the runs as a flat list (``result['runs']``: {'factor', 'beta', 'kl', 'ifp'}) or grouped
+    per factor (``result['factors']``: {name: {'runs': [...], 'ifps': [...]}} or a list of
+    {'name', 'runs'}); IFPs come from ``ifps`` when given, else from the runs.
+    """
+    curves: dict[str, list[dict[str, Any]]] = {}
+    ifps: dict[str, list[float]] = {}
+
+    def add_run(factor: str, run: dict[str, Any]) -> None:
+        beta = run.get("beta", run.get("betas", []))
+        kl = run.get("kl", run.get("kls", []))
+        curves.setdefault(factor, []).append({"beta": list(beta), "kl": list(kl), "ifp": run.get("ifp")})
+        if run.get("ifp") is not None:
+            ifps.setdefault(factor, []).append(float(run["ifp"]))
+
+    runs = result.get("runs")
+    if isinstance(runs, list):
+        for run in runs:
+            add_run(str(run.get("factor", "?")), run)
+    factors = result.get("factors")
+    groups: list[tuple[str, Any]] = []
+    if isinstance(factors, dict):
+        groups = [(str(k), v) for k, v in factors.items()]
+    elif isinstance(factors, list):
+        groups = [(str(g.get("name", g.get("factor", i))), g) for i, g in enumerate(factors) if isinstance(g, dict)]
+    for name, group in groups:
+        if not isinstance(group, dict):
+            continue
+        for run in group.get("runs", []) or []:
+            add_run(name, run)
+        if isinstance(group.get("ifps"), list):
+            ifps[name] = [float(x) for x in group["ifps"] if x is not None]
+    if isinstance(result.get("ifps"), dict):
+        for name, vals in result["ifps"].items():
+            ifps[str(name)] = [float(x) for x in vals if x is not None]
+    threshold = float(result.get("threshold", (result.get("config") or {}).get("threshold", 0.1)))
+    return curves, ifps, threshold
+
+
+def annealing_files(roots: Sequence[str | os.PathLike[str]] = ("checkpoints/annealing",)) -> list[Path]:
+    """Shipped annealing results (``*.json``) in ``roots``, sorted."""
+    out: list[Path] = []
+    for root in roots:
+        if Path(root).is_dir():
+            out += sorted(Path(root).glob("*.json"))
+    return out

@@ -203,3 +203,22 @@ def test_empty_checkpoints_points_to_train(monkeypatch, tmp_path):
     at = _app().run()
     _ok(at)
     assert any("Train" in i.value for i in at.info)
+
+
+def test_annealing_page_reads_results_from_checkpoints_annealing(env, tmp_path):
+    folder = tmp_path / "checkpoints" / "annealing"
+    folder.mkdir(parents=True)
+    runs = [
+        {"factor": f, "beta": [70.0, 30.0, 10.0, 1.0], "kl": [0.0, 0.05 + 0.1 * i, 0.8, 2.0], "ifp": 30.0 - 10 * i}
+        for i, f in enumerate(["posX", "shape"])
+    ]
+    (folder / "quick.json").write_text(json.dumps({"dataset": "dsprites", "threshold": 0.1, "runs": runs}))
+    at = _page("annealing.py").run()
+    _ok(at)
+    assert at.session_state["annealing_factors"] == ["posX", "shape"]
+
+
+def test_annealing_page_without_results_says_how_to_make_them(env):
+    at = _page("annealing.py").run()
+    _ok(at)
+    assert any("python -m disviz anneal" in i.value for i in at.info)

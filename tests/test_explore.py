@@ -223,3 +223,18 @@ def test_checkpoint_roots_and_entries(tmp_path, monkeypatch, vae):
     by_name = {e.path.name: e for e in entries}
     assert by_name["good"].error is None and "betavae · dsprites · 3 steps" in by_name["good"].label
     assert by_name["bad"].card is None and "not valid JSON" in by_name["bad"].error
+
+
+def test_annealing_view_flat_and_grouped():
+    flat = {
+        "threshold": 0.2,
+        "runs": [
+            {"factor": "a", "beta": [3, 1], "kl": [0, 1], "ifp": 2.0},
+            {"factor": "a", "beta": [3, 1], "kl": [0, 1], "ifp": None},
+        ],
+    }
+    curves, ifps, thr = ex.annealing_view(flat)
+    assert thr == 0.2 and len(curves["a"]) == 2 and ifps == {"a": [2.0]}
+    grouped = {"factors": {"b": {"runs": [{"betas": [2, 1], "kls": [0, 3], "ifp": 1.5}], "ifps": [1.5, 1.7]}}}
+    curves, ifps, thr = ex.annealing_view(grouped)
+    assert thr == 0.1 and curves["b"][0]["kl"] == [0, 3] and ifps["b"] == [1.5, 1.7]

@@ -1,0 +1,122 @@
+"""Annealing (IFP): KL-vs-β curves per factor with IFP markers, IFP distributions, a quick live run."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from disviz import explore as ex
+from disviz.errors import UserError
+from disviz.figures import annealing_curves, ifp_distribution
+from pages._shared import teach
+
+st.title("Annealing test: information freezing points (IFP)")
+teach(
+    """
+A VAE with **one latent** is trained on images where only **one factor** varies (the others fixed at a
+random base), while **β is annealed from high to low**. At high β the bottleneck lets no information
+through (KL ≈ 0); as β falls, the factor's information suddenly "freezes" into the latent. The
+**information freezing point (IFP)** is the β at which the KL first rises above **0.1 nat** (dashed line).
+
+Left to right β *decreases* (training time goes left to right). Factors with large IFPs (dSprites: position)
+are learned first under a bottleneck; factors with small IFPs (shape, orientation) need a looser one.
+DEFT chooses its per-stage β between these clusters. The violin plot shows each factor's IFP distribution
+over random bases and seeds.
+"""
+)
+
+
+def _load(path: Path) -> dict:
+    try:
+        from disviz.diagnostics.annealing import load_annealing_result
+    except ImportError:
+        load_annealing_result = None
+    if load_annealing_result is not None:
+        return load_annealing_result(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable annealing result ({exc})") from None
+
+
+def show(result: dict, key: str) -> None:
+    curves, ifps, threshold = ex.annealing_view(result)
+    if not curves and not ifps:
+        st.warning("This result holds no annealing runs.")
+        return
+    st.session_state["annealing_factors"] = sorted(set(curves) | set(ifps))
+    st.subheader("KL vs β per factor")
+    max_runs = st.slider("Runs shown per factor", 1, 20, 6, key=f"{key}_max")
+    st.plotly_chart(annealing_curves(curves, threshold=threshold, max_per_factor=max_runs), key=f"{key}_curves")
+    st.subheader("IFP distribution per factor")
+    st.plotly_chart(ifp_distribution(ifps), key=f"{key}_ifps")
+    with st.expander("Settings of this run"):
+        st.json({k: v for k, v in result.items() if not isinstance(v, (list, dict)) or k in ("config", "settings")})
+
+
+files = ex.annealing_files()
+tab_saved, tab_live = st.tabs(["Shipped results", "Run a quick test"])
+with tab_saved:
+    if not files:
+        st.info(
+            "No shipped annealing results in `checkpoints/annealing/`. Run one with "
+            "`python -m disviz anneal --dataset dsprites --out checkpoints/annealing/dsprites.json`, "
+            "or a quick one in the next tab."
+        )
+    else:
+        pick = st.selectbox("Result", [str(f) for f in files], key="annealing_pick")
+        try:
+            show(_load(Path(pick)), "saved")
+        except UserError as exc:
+            st.error(str(exc))
+
+with tab_live:
+    try:
+        from disviz.diagnostics import annealing as ann
+    except ImportError as exc:
+        ann = None
+        st.info(f"The annealing module is not available in this install ({exc}).")
+    runner = getattr(ann, "run_annealing", None) if ann is not None else None
+    if ann is not None and runner is None:
+        st.info("This disviz's annealing module has no `run_annealing` function; use `python -m disviz anneal`.")
+    if runner is not None:
+        from disviz.data import dataset_names
+
+        c = st.columns(4)
+        names = dataset_names()
+        dataset = c[0].selectbox(
+            "Dataset", names, index=names.index("dsprites") if "dsprites" in names else 0, key="annealing_ds"
+        )
+        bases = c[1].number_input("Bases per factor", 1, 8, 2, key="annealing_bases")
+        steps = c[2].number_input("Steps per run", 100, 4000, 400, step=100, key="annealing_steps")
+        seed = c[3].number_input("Seed", 0, 10_000, 0, key="annealing_seed")
+        st.caption("A quick, small run: a few bases and steps (the paper uses 8,000 steps and many bases).")
+        if st.button("Run annealing test", key="annealing_run", type="primary"):
+            bar = st.progress(0.0, text="Annealing…")
+
+            def progress(*args, **kwargs) -> None:
+                frac = next((a for a in args if isinstance(a, float)), kwargs.get("fraction"))
+                text = next((a for a in args if isinstance(a, str)), kwargs.get("message", "Annealing…"))
+                if frac is not None:
+                    bar.progress(min(max(float(frac), 0.0), 1.0), text=str(text))
+
+            wanted = {
+                "dataset": dataset,
+                "bases": int(bases),
+                "steps": int(steps),
+                "seed": int(seed),
+                "progress": progress,
+            }
+            params = inspect.signature(runner).parameters
+            kwargs = {k: v for k, v in wanted.items() if k in params}
+            try:
+                st.session_state["annealing_live"] = runner(**kwargs)
+            except UserError as exc:
+                st.error(str(exc))
+            bar.empty()
+        live = st.session_state.get("annealing_live")
+        if live:
+            show(live if isinstance(live, dict) else getattr(live, "to_dict", lambda: {})(), "live")
