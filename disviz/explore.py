@@ -494,11 +494,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         model, card = load_checkpoint(path, device=device)
         dataset = dataset_for_card(card)
+        stats = latent_stats(model, dataset, n=256)  # what the Explore page computes on opening
         image = dataset.images(np.asarray([0]))
         anchor = encode(model, image)[0]
         specs = model.latent_specs()
-        order = list(range(len(specs)))
-        vals = [traversal_values(s, "std_gaussian", None, 9) for s in specs]
+        order = sort_latents(stats, "kl")
+        vals = [traversal_values(specs[j], "std_gaussian", stats.codes, 9) for j in order]
         grid = compose_grid(traversal_tiles(model, anchor, order, vals), gutter=2, scale=2)
         first = time.perf_counter() - t0
         times = []

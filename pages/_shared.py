@@ -52,7 +52,7 @@ def dataset_key(card: dict[str, Any]) -> str:
 
 
 @st.cache_data(max_entries=16, show_spinner="Encoding a data sample…")
-def get_stats(path: str, mtime: float, n: int = 512) -> explore.LatentStats:
+def get_stats(path: str, mtime: float, n: int = 256) -> explore.LatentStats:
     model, card = get_model(path, mtime)
     return explore.latent_stats(model, get_dataset(dataset_key(card)), n=n)
 
@@ -90,7 +90,7 @@ class Loaded:
     def key(self) -> str:
         return f"{self.path}@{self.mtime}"
 
-    def stats(self, n: int = 512) -> explore.LatentStats:
+    def stats(self, n: int = 256) -> explore.LatentStats:
         return get_stats(self.path, self.mtime, n)
 
 
