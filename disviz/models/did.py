@@ -1,0 +1,415 @@
+"""DiD: Disentanglement in Difference (Zhang, Liu, Lu, Pang, Wang, Yang, arXiv 2502.03123, 2025).
+methods.md §9. There is no public code and we had only the abstract and third-party summaries, so
+everything beyond the known parts is an interpretation [I], each one a config option.
+
+Known [P]: a generator G with a WGAN-GP critic D; a *samples encoder* E trained on generated
+images so that E(G(c)) ≈ c (it is the representation); a *difference encoder* H over pairs of
+generated images obtained by perturbing c along dimension i or along j ≠ i, with the
+inter-dimension loss L_H = −‖H(x, x′) − H(x, x″)‖². No factor labels: real data is only ever
+seen by the critic.
+
+Interpretations [I] (the config field is named in brackets):
+
+1. Code prior c ~ U(−1, 1)^d, d = 10 (``latent_dim``). G is a DCGAN-64 generator (``arch='dcgan'``:
+   dense → 4×4 → four k4 s2 transposed convs with BatchNorm + ReLU, width 2·``base_channels`` = 64 as
+   DCGAN's ngf) or the §0 decoder (``arch='conv'``); it outputs logits, the image is their sigmoid.
+   The critic mirrors it (four k4 s2 convs, LeakyReLU 0.2, no normalisation because the gradient
+   penalty is per sample; ``arch='conv'``: the §0 encoder with one output). E is the §0 conv encoder
+   (linear output, not squashed, so it can regress c); H is the §0 conv encoder over the 2C-channel
+   pair, output dimension ``diff_dim``, L2-normalised.
+2. WGAN-GP as in Gulrajani et al.: λ = 10 (``gp_weight``), ``n_critic`` = 5 critic iterations per
+   generator iteration, Adam 1e-4, β = (0.5, 0.9) for every network (``adam_betas``).
+3. One engine step = one generator iteration. ``train_step`` gets ``batch_size`` real images and
+   (``critic_data='split'``, default) splits them into ``n_critic`` chunks, one fresh real batch
+   per critic iteration as in WGAN-GP; the default ``batch_size`` 320 = 5 × 64 gives the usual
+   64 per critic iteration, and the generator batch equals the chunk size. ``critic_data='reuse'``
+   lets every critic iteration see the whole batch (fewer real images per step).
+4. Pairs: for each base code c, a dimension i is drawn uniformly and j uniformly among the other
+   d − 1; c′ = c + δ e_i and c″ = c + δ′ e_j with |δ| ~ U[``delta_min``, ``delta_max``] = U[0.5, 1]
+   and a random sign. ``boundary='flip'`` (default) flips the sign when c + δ e_i would leave the
+   box, which always lands inside because |δ| ≤ 1, so every perturbation keeps its drawn size;
+   ``boundary='clip'`` clips to [−1, 1] (the perturbation can then shrink). Both clamp at the end.
+5. Difference loss (``diff_loss``): ``'literal'`` is the stated bounded form
+   L_H = −‖u − w‖² ∈ [−4, 0] with u = H(x, x′), w = H(x, x″) (both unit vectors);
+   ``'infonce'`` is a "same dimension is positive" contrastive loss as in DisCo (Ren et al. 2022):
+   a second pair along the same i from a fresh base code gives the positive v; the keys are all
+   v and all w of the batch, and every key whose dimension equals i is a positive of anchor u
+   (multi-positive InfoNCE at temperature ``temperature``).
+6. How the difference signal shapes G (the "maximising inter-factor differences" part): G is
+   trained on ``−D(G(c)) + info_weight·‖E(G(c)) − c‖² + diff_weight·L_H``; the L_H gradient flows
+   through H into G, so G learns to make a move along dimension i produce an image difference that
+   H can tell apart from a move along j. The info term (InfoGAN-style; weight 200 borrowed from the
+   QLInfoWGAN-GP code, methods.md §5) makes every dimension of c recoverable from the image.
+   Setting ``info_weight=0`` / ``diff_weight=0`` stops that gradient reaching G (E and H are then
+   trained on detached images), which gives the ablations.
+7. E is trained only on codes drawn from the prior (not on the perturbed ones); H and E share the
+   generator optimiser step but have their own Adam.
+
+Interface: ``encode(x)`` = E(x) (``representation = 'samples-encoder'``), ``decode(z)`` = G(z)
+logits, so app traversals decode through the generator; latent specs are 'uniform' in [−1, 1].
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from disviz.data.base import DatasetInfo
+from disviz.models.backbone import ConvDecoder, ConvEncoder
+from disviz.models.base import ConfigError, DisentangledModel, LatentSpec, ModelConfig
+
+__all__ = ["DiD", "DiDConfig", "gradient_penalty", "perturb", "sample_pairs"]
+
+
+@dataclass
+class DiDConfig(ModelConfig):
+    """Proposed defaults of methods.md §9 (see the module docstring for every [I] choice)."""
+
+    latent_dim: int = 10
+    lr: float = 1e-4
+    adam_betas: tuple[float, ...] = (0.5, 0.9)
+    batch_size: int = 320  # real images per step: n_critic chunks of 64
+    steps: int = 200_000  # generator iterations
+    arch: str = "dcgan"
+    n_critic: int = 5
+    gp_weight: float = 10.0
+    critic_data: str = "split"
+    info_weight: float = 200.0
+    diff_weight: float = 1.0
+    diff_loss: str = "literal"
+    diff_dim: int = 32
+    temperature: float = 0.1
+    delta_min: float = 0.5
+    delta_max: float = 1.0
+    boundary: str = "flip"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.arch not in ("dcgan", "conv"):
+            raise ConfigError(f"arch={self.arch!r}: use dcgan (DCGAN-64 generator/critic) or conv (§0 backbone)")
+        if self.latent_dim < 2:
+            raise ConfigError(f"latent_dim={self.latent_dim}: DiD needs at least 2 dimensions (pairs along i and j≠i)")
+        if not isinstance(self.n_critic, int) or self.n_critic < 1:
+            raise ConfigError(f"n_critic={self.n_critic!r} must be a positive integer")
+        if self.critic_data not in ("split", "reuse"):
+            raise ConfigError(f"critic_data={self.critic_data!r}: use split (a chunk per critic step) or reuse")
+        if self.critic_data == "split" and self.batch_size < 2 * self.n_critic:
+            raise ConfigError(
+                f"batch_size={self.batch_size} is too small to split into n_critic={self.n_critic} chunks of "
+                f"at least 2; use batch_size >= {2 * self.n_critic} (default 320 = 5 × 64) or critic_data=reuse"
+            )
+        if self.critic_data == "reuse" and self.batch_size < 2:
+            raise ConfigError(f"batch_size={self.batch_size} must be at least 2")
+        if self.diff_loss not in ("literal", "infonce"):
+            raise ConfigError(f"diff_loss={self.diff_loss!r}: use literal (−‖H(x,x′)−H(x,x″)‖²) or infonce")
+        if self.boundary not in ("flip", "clip"):
+            raise ConfigError(f"boundary={self.boundary!r}: use flip (keep |δ|) or clip (clip to [−1, 1])")
+        if not 0 < self.delta_min <= self.delta_max <= 1:
+            raise ConfigError(
+                f"delta_min={self.delta_min}, delta_max={self.delta_max}: need 0 < delta_min <= delta_max <= 1"
+            )
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(f"adam_betas={self.adam_betas!r} must be two values in [0, 1)")
+        for key in ("gp_weight", "info_weight", "diff_weight"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature={self.temperature} must be > 0")
+        if self.diff_dim < 1:
+            raise ConfigError(f"diff_dim={self.diff_dim} must be a positive integer")
+
+    @property
+    def chunk_size(self) -> int:
+        """Images per critic iteration (and generated codes per generator iteration)."""
+        return self.batch_size // self.n_critic if self.critic_data == "split" else self.batch_size
+
+
+# --- perturbation pairs -------------------------------------------------------------------------
+def perturb(
+    c: torch.Tensor, dims: torch.Tensor, delta_min: float, delta_max: float, boundary: str = "flip"
+) -> torch.Tensor:
+    """c: [B, d] in [−1, 1], dims: [B] -> c + δ·e_dim with |δ| ~ U[delta_min, delta_max], random sign.
+
+    'flip' turns the sign around when the move would leave the box (always inside since |δ| ≤ 1);
+    'clip' clips to the box. Only column ``dims[b]`` of row b changes.
+    """
+    b = c.shape[0]
+    size = torch.empty(b, device=c.device, dtype=c.dtype).uniform_(delta_min, delta_max)  # [B]
+    sign = torch.randint(0, 2, (b,), device=c.device).to(c.dtype) * 2 - 1  # [B] ±1
+    rows = torch.arange(b, device=c.device)
+    base = c[rows, dims]  # [B]
+    moved = base + sign * size
+    if boundary == "flip":
+        outside = (moved > 1) | (moved < -1)
+        moved = torch.where(outside, base - sign * size, moved)
+    out = c.clone()
+    out[rows, dims] = moved.clamp(-1.0, 1.0)
+    return out
+
+
+def sample_pairs(
+    n: int, d: int, device: torch.device | str, delta_min: float = 0.5, delta_max: float = 1.0, boundary: str = "flip"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c, c′, c″, i, j): c ~ U(−1,1)^d [n, d]; c′ moves c along i, c″ along j ≠ i (each [n, d]; i, j [n])."""
+    c = torch.rand(n, d, device=device) * 2 - 1
+    i = torch.randint(0, d, (n,), device=device)
+    j = (i + torch.randint(1, d, (n,), device=device)) % d  # uniform over the d − 1 others
+    return (
+        c,
+        perturb(c, i, delta_min, delta_max, boundary),
+        perturb(c, j, delta_min, delta_max, boundary),
+        i,
+        j,
+    )
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: mean over samples of (‖∇_x̂ D(x̂)‖₂ − 1)², x̂ on random real–fake segments. [B, C, H, W] inputs."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    create_graph = torch.is_grad_enabled()  # training: the penalty must be differentiable
+    with torch.enable_grad():  # also under no_grad (evaluation of ``loss``): the penalty needs ∇_x̂
+        x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)  # [B, C, 64, 64]
+        out = critic(x_hat)  # [B]
+        (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=create_graph)
+    norm = grad.float().flatten(1).norm(dim=1)  # [B]
+    return (norm - 1).pow(2).mean()
+
+
+# --- networks -----------------------------------------------------------------------------------
+class _DCGANGenerator(nn.Module):
+    """DCGAN-64: dense d → 8w·4·4 (BN, ReLU) → ConvT 4w, 2w, w (k4 s2, BN, ReLU) → ConvT C → logits [B, C, 64, 64]."""
+
+    def __init__(self, in_dim: int, out_channels: int, width: int):
+        super().__init__()
+        self.w = width
+        self.fc = nn.Sequential(nn.Linear(in_dim, 8 * width * 16), nn.BatchNorm1d(8 * width * 16), nn.ReLU())
+        layers: list[nn.Module] = []
+        for c_in, c_out in ((8 * width, 4 * width), (4 * width, 2 * width), (2 * width, width)):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers.append(nn.ConvTranspose2d(width, out_channels, 4, 2, 1))
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(z.shape[0], 8 * self.w, 4, 4)  # h: [B, 8w, 4, 4]
+        return self.deconvs(h)  # logits: [B, C, 64, 64]
+
+
+class _DCGANCritic(nn.Module):
+    """DCGAN-64 critic without normalisation: conv w, 2w, 4w, 8w (k4 s2, LeakyReLU 0.2) → linear 1."""
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for c_out in (width, 2 * width, 4 * width, 8 * width):
+            layers += [nn.Conv2d(prev, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+            prev = c_out
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Linear(prev * 16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.convs(x)  # h: [B, 8w, 4, 4]
+        return self.fc(torch.flatten(h, 1)).squeeze(1)  # [B]
+
+
+class _ConvCritic(nn.Module):
+    """§0 encoder with a single output, as a critic: [B, C, 64, 64] -> [B]."""
+
+    def __init__(self, in_channels: int, base_channels: int, hidden: int):
+        super().__init__()
+        self.net = ConvEncoder(in_channels, 1, base_channels, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+class DifferenceEncoder(nn.Module):
+    """H: a pair (x, x′), channel-concatenated, -> unit vector [B, diff_dim]."""
+
+    def __init__(self, channels: int, out_dim: int, base_channels: int, hidden: int):
+        super().__init__()
+        self.net = ConvEncoder(2 * channels, out_dim, base_channels, hidden)
+
+    def forward(self, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        h = self.net(torch.cat([x, x2], dim=1))  # pair: [B, 2C, 64, 64] -> [B, diff_dim]
+        return F.normalize(h.float(), dim=1)
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """No parameter gradients for ``module`` inside (inputs still get theirs)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(f)
+
+
+class DiD(DisentangledModel):
+    name = "did"
+    config_class = DiDConfig
+    representation = "samples-encoder"
+
+    def __init__(self, config: DiDConfig, dataset_info: DatasetInfo):
+        config.validate()
+        super().__init__(config, dataset_info)
+        d, c, bc, hid = config.latent_dim, dataset_info.channels, config.base_channels, config.hidden
+        if config.arch == "dcgan":
+            self.generator: nn.Module = _DCGANGenerator(d, c, 2 * bc)
+            self.critic: nn.Module = _DCGANCritic(c, 2 * bc)
+        else:
+            self.generator = ConvDecoder(d, c, bc, hid)
+            self.critic = _ConvCritic(c, bc, hid)
+        self.samples_encoder = ConvEncoder(c, d, bc, hid)
+        self.diff_encoder = DifferenceEncoder(c, config.diff_dim, bc, hid)
+
+    # --- interface ---------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C, 64, 64] -> E(x): [B, d] float32, the estimate of the generator code."""
+        return self.samples_encoder(x).float()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z: [B, d] (in [−1, 1]) -> G(z) logits [B, C, 64, 64]."""
+        return self.generator(z)
+
+    def generate(self, c: torch.Tensor) -> torch.Tensor:
+        """c: [B, d] -> images in [0, 1] [B, C, 64, 64] (what the critic, E and H see)."""
+        return torch.sigmoid(self.generator(c))
+
+    def latent_specs(self) -> list[LatentSpec]:
+        return [LatentSpec(i, "uniform", -1.0, 1.0) for i in range(self.latent_dim)]
+
+    def sample_codes(self, n: int, device: torch.device | str) -> torch.Tensor:
+        """c ~ U(−1, 1)^d, [n, d]."""
+        return torch.rand(n, self.latent_dim, device=device) * 2 - 1
+
+    def difference(self, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """H(x, x′): [B, diff_dim], unit norm."""
+        return self.diff_encoder(x, x2)
+
+    # --- objectives --------------------------------------------------------------------------
+    def critic_terms(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Critic objective on one real batch [B, C, 64, 64]: D(fake) − D(real) + λ·GP (fake from fresh codes)."""
+        with torch.no_grad():
+            fake = self.generate(self.sample_codes(real.shape[0], real.device)).to(real.dtype)
+        fake = fake.contiguous(memory_format=_memory_format(real))
+        d_real = self.critic(real).float().mean()
+        d_fake = self.critic(fake).float().mean()
+        gp = gradient_penalty(self.critic, real, fake)
+        wgan = d_fake - d_real
+        return {"critic_loss": wgan + self.config.gp_weight * gp, "critic": wgan, "gp": gp}
+
+    def generator_terms(self, n: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """Generator-side objective on ``n`` fresh codes and their perturbation pairs.
+
+        'loss' = −D(G(c)) + info_weight·enc + diff_weight·diff (plus the E / H terms on detached
+        images when a weight is 0, so E and H keep learning without shaping G).
+        """
+        cfg = self.config
+        d = self.latent_dim
+        c, c_i, c_j, i, j = sample_pairs(n, d, device, cfg.delta_min, cfg.delta_max, cfg.boundary)
+        codes = [c, c_i, c_j]
+        if cfg.diff_loss == "infonce":
+            c2 = self.sample_codes(n, device)
+            codes += [c2, perturb(c2, i, cfg.delta_min, cfg.delta_max, cfg.boundary)]
+        images = self.generate(torch.cat(codes, 0))  # one G pass (shared BatchNorm statistics): [kn, C, 64, 64]
+        parts = images.split(n, 0)
+        x, x_i, x_j = parts[0], parts[1], parts[2]
+        with _frozen(self.critic):
+            gen = -self.critic(x).float().mean()
+        x_e = x if cfg.info_weight > 0 else x.detach()
+        enc = F.mse_loss(self.encode(x_e), c)
+        if cfg.diff_weight == 0:
+            parts = tuple(p.detach() for p in parts)
+            x, x_i, x_j = parts[0], parts[1], parts[2]
+        u = self.difference(x, x_i)  # [n, h] along i
+        w = self.difference(x, x_j)  # [n, h] along j ≠ i
+        if cfg.diff_loss == "literal":
+            diff = -(u - w).pow(2).sum(1).mean()
+        else:
+            v = self.difference(parts[3], parts[4])  # [n, h] along i, another base code
+            diff = info_nce(u, torch.cat([v, w], 0), i, torch.cat([i, j], 0), cfg.temperature)
+        loss = (
+            gen
+            + (cfg.info_weight if cfg.info_weight > 0 else 1.0) * enc
+            + (cfg.diff_weight if cfg.diff_weight > 0 else 1.0) * diff
+        )
+        return {"loss": loss, "gen": gen, "enc": enc, "diff": diff}
+
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Generator-side objective as 'loss' (trains G, E, H; the critic is frozen in it), with
+        the critic terms on ``x`` reported detached. Training itself goes through ``train_step``."""
+        terms = {k: v.detach() for k, v in self.critic_terms(x).items() if k != "critic_loss"}
+        terms.update(self.generator_terms(self._gen_batch(x), x.device))
+        return terms
+
+    def _gen_batch(self, x: torch.Tensor) -> int:
+        if self.config.critic_data == "split":
+            return max(1, x.shape[0] // self.config.n_critic)
+        return x.shape[0]
+
+    # --- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[critic, generator, encoders E + H]: Adam(lr, adam_betas) each (WGAN-GP settings)."""
+        lr, betas = self.config.lr, tuple(self.config.adam_betas)
+        return [
+            torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas),
+            torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas),
+            torch.optim.Adam(
+                list(self.samples_encoder.parameters()) + list(self.diff_encoder.parameters()), lr=lr, betas=betas
+            ),
+        ]
+
+    def train_step(
+        self, x: torch.Tensor, step: int, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, torch.Tensor]:
+        """``n_critic`` critic iterations on the real batch x: [B, C, 64, 64] (split into chunks or
+        reused), then one generator iteration that updates G, E and H. Detached terms, no sync."""
+        opt_d, opt_g, opt_e = optimizers
+        cfg = self.config
+        chunks = x.tensor_split(cfg.n_critic, 0) if cfg.critic_data == "split" else (x,) * cfg.n_critic
+        critic_sum = gp_sum = None
+        for real in chunks:
+            opt_d.zero_grad(set_to_none=True)
+            terms = self.critic_terms(real)
+            terms["critic_loss"].backward()
+            opt_d.step()
+            critic_sum = terms["critic"].detach() if critic_sum is None else critic_sum + terms["critic"].detach()
+            gp_sum = terms["gp"].detach() if gp_sum is None else gp_sum + terms["gp"].detach()
+        opt_g.zero_grad(set_to_none=True)
+        opt_e.zero_grad(set_to_none=True)
+        gen_terms = self.generator_terms(self._gen_batch(x), x.device)
+        gen_terms["loss"].backward()
+        opt_g.step()
+        opt_e.step()
+        out = {k: v.detach() for k, v in gen_terms.items()}
+        out["critic"] = critic_sum / cfg.n_critic
+        out["gp"] = gp_sum / cfg.n_critic
+        return out
+
+
+def info_nce(
+    anchors: torch.Tensor, keys: torch.Tensor, anchor_dims: torch.Tensor, key_dims: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Multi-positive InfoNCE: anchors [n, h] and keys [m, h] (unit vectors); key k is a positive
+    of anchor a when their perturbed dimensions match. Mean over anchors of −mean log p(positive)."""
+    logits = anchors @ keys.T / temperature  # [n, m]
+    log_p = logits.log_softmax(dim=1)
+    pos = (anchor_dims[:, None] == key_dims[None, :]).to(log_p.dtype)  # [n, m]
+    return -((log_p * pos).sum(1) / pos.sum(1).clamp_min(1)).mean()
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return (
+        torch.channels_last
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        else (torch.contiguous_format)
+    )

@@ -1,0 +1,251 @@
+"""DiD (methods.md §9): shapes, perturbation pairs, WGAN-GP pieces, the difference encoder and its
+loss, encoder learning E(G(c)) ≈ c, real data reaching only the critic, and the engine round trip."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from disviz.data.base import DatasetInfo
+from disviz.models.base import ConfigError
+from disviz.models.did import DiD, DiDConfig, gradient_penalty, info_nce, perturb, sample_pairs
+
+DSPRITES = DatasetInfo("dsprites", 1, ("shape", "scale", "orientation", "posX", "posY"), (3, 6, 40, 32, 32), True)
+RGB = DatasetInfo("shapes3d", 3, ("floor", "wall", "object", "scale", "shape", "orient"), (10, 10, 10, 8, 4, 15), False)
+TINY = {"base_channels": 4, "hidden": 32, "diff_dim": 8, "batch_size": 20}  # hidden 16 leaves H dead (constant)
+
+
+def tiny(info: DatasetInfo = DSPRITES, **overrides) -> DiD:
+    torch.manual_seed(0)
+    return DiD(DiDConfig(**{**TINY, **overrides}), info)
+
+
+def real_batch(n: int = 20, channels: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (torch.rand(n, channels, 64, 64, generator=g) > 0.7).float()  # [n, C, 64, 64]
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "conv"])
+@pytest.mark.parametrize("info", [DSPRITES, RGB], ids=["binary", "rgb"])
+def test_shapes_and_latent_specs(arch, info):
+    model = tiny(info, arch=arch).eval()
+    x = real_batch(3, info.channels)
+    with torch.no_grad():
+        z = model.encode(x)
+        logits = model.decode(torch.rand(3, 10) * 2 - 1)
+        h = model.difference(x, x.flip(0))
+        d = model.critic(x)
+        rec = model.reconstruct(x)
+    assert z.shape == (3, 10) and z.dtype == torch.float32
+    assert logits.shape == (3, info.channels, 64, 64)
+    assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
+    assert d.shape == (3,) and h.shape == (3, 8)
+    specs = model.latent_specs()
+    assert [(s.index, s.kind, s.low, s.high) for s in specs] == [(i, "uniform", -1.0, 1.0) for i in range(10)]
+    assert model.representation == "samples-encoder" and model.kl_per_latent(x) is None
+
+
+def test_difference_encoder_outputs_unit_vectors():
+    model = tiny(base_channels=8, hidden=32)
+    a, b = real_batch(6), real_batch(6).roll(1, dims=3)
+    h = model.difference(a, b)  # [6, 8]
+    assert torch.allclose(h.norm(dim=1), torch.ones(6), atol=1e-5)
+    # the pair is ordered: H sees both images, channel-concatenated
+    assert not torch.allclose(h, model.difference(b, a))
+
+
+@pytest.mark.parametrize("boundary", ["flip", "clip"])
+def test_perturbation_pairs_differ_only_along_the_chosen_dimension(boundary):
+    torch.manual_seed(3)
+    n, d = 4000, 10
+    c, c_i, c_j, i, j = sample_pairs(n, d, "cpu", 0.5, 1.0, boundary)
+    rows = torch.arange(n)
+    assert c.min() >= -1 and c.max() <= 1 and c_i.abs().max() <= 1 and c_j.abs().max() <= 1
+    assert torch.all(i != j) and i.min() == 0 and i.max() == d - 1 and j.min() == 0 and j.max() == d - 1
+    for moved, dims in ((c_i, i), (c_j, j)):
+        delta = moved - c  # [n, d]
+        mask = torch.zeros(n, d, dtype=torch.bool)
+        mask[rows, dims] = True
+        assert torch.all(delta[~mask] == 0)  # every other coordinate untouched
+        size = delta[rows, dims].abs()
+        if boundary == "flip":  # the drawn size always survives
+            assert size.min() >= 0.5 - 1e-6 and size.max() <= 1 + 1e-6
+        else:  # clipping can only shrink it
+            assert size.max() <= 1 + 1e-6 and (size < 0.5).any()
+    # both directions occur
+    assert (c_i - c)[rows, i].gt(0).any() and (c_i - c)[rows, i].lt(0).any()
+
+
+def test_perturb_flip_oracle():
+    c = torch.tensor([[0.9, 0.0], [-0.9, 0.0]])
+    torch.manual_seed(0)
+    out = perturb(c, torch.tensor([0, 0]), 0.5, 0.5, "flip")  # |δ| = 0.5 exactly
+    assert torch.allclose(out, torch.tensor([[0.4, 0.0], [-0.4, 0.0]]))  # +0.5 would leave the box
+    out = perturb(c, torch.tensor([0, 0]), 0.5, 0.5, "clip")  # either 0.4 or clipped to the edge
+    assert all(min(abs(abs(v) - 0.4), abs(abs(v) - 1.0)) < 1e-6 for v in out[:, 0].tolist())
+    assert torch.all(out[:, 1] == 0)
+
+
+class _Linear(nn.Module):
+    def __init__(self, a: torch.Tensor):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) * self.a).sum(1)
+
+
+def test_gradient_penalty_oracle():
+    # D(x) = a·x has ∇D = a everywhere: GP = (‖a‖ − 1)²
+    a = torch.zeros(1 * 4 * 4)
+    a[0], a[5] = 1.2, 1.6  # ‖a‖ = 2
+    real, fake = torch.rand(5, 1, 4, 4), torch.rand(5, 1, 4, 4)
+    assert gradient_penalty(_Linear(a), real, fake).item() == pytest.approx(1.0, abs=1e-6)
+    assert gradient_penalty(_Linear(a / 2), real, fake).item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():  # usable in evaluation too
+        assert gradient_penalty(_Linear(a), real, fake).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_info_nce_oracle():
+    e = torch.eye(3)
+    anchors = e[:2]  # dims 0 and 1
+    keys = e  # dims 0, 1, 2
+    dims_a, dims_k = torch.tensor([0, 1]), torch.tensor([0, 1, 2])
+    t = 0.5
+    expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 2.0))  # cos 1 with the positive, 0 with the others
+    assert info_nce(anchors, keys, dims_a, dims_k, t).item() == pytest.approx(expected, rel=1e-5)
+    wrong = info_nce(anchors, keys, torch.tensor([1, 0]), dims_k, t).item()
+    assert wrong > expected
+
+
+@pytest.mark.parametrize("diff_loss", ["literal", "infonce"])
+@pytest.mark.parametrize("critic_data", ["split", "reuse"])
+def test_train_step_updates_every_network_with_finite_terms(diff_loss, critic_data):
+    model = tiny(diff_loss=diff_loss, critic_data=critic_data).train()
+    opts = model.configure_optimizers()
+    assert len(opts) == 3 and all(o.defaults["betas"] == (0.5, 0.9) and o.defaults["lr"] == 1e-4 for o in opts)
+    nets = {"critic": model.critic, "G": model.generator, "E": model.samples_encoder, "H": model.diff_encoder}
+    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in nets.items()}
+    x = real_batch()
+    for step in range(2):
+        terms = model.train_step(x, step, opts)
+    assert set(terms) == {"loss", "critic", "gp", "gen", "enc", "diff"}
+    assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in terms.values())
+    assert terms["gp"].item() >= 0 and terms["enc"].item() >= 0
+    if diff_loss == "literal":
+        assert -4 <= terms["diff"].item() <= 0
+    for k, m in nets.items():
+        assert any(not torch.equal(p, q) for p, q in zip(m.parameters(), before[k], strict=True)), k
+
+
+def test_real_data_reaches_only_the_critic():
+    """Critic iterations see the real chunks (one fresh chunk each); G, E and H never see real images."""
+    model = tiny(n_critic=5)
+    opts = model.configure_optimizers()
+    x = real_batch(20)
+    seen: dict[str, list[torch.Tensor]] = {"critic": [], "E": [], "H": []}
+    hooks = [
+        model.critic.register_forward_pre_hook(lambda m, a: seen["critic"].append(a[0].detach())),
+        model.samples_encoder.register_forward_pre_hook(lambda m, a: seen["E"].append(a[0].detach())),
+        model.diff_encoder.register_forward_pre_hook(lambda m, a: seen["H"].append(a[0].detach())),
+    ]
+    model.train_step(x, 0, opts)
+    for h in hooks:
+        h.remove()
+    chunks = x.tensor_split(5)
+    for chunk in chunks:  # each real chunk went through the critic
+        assert any(t.shape == chunk.shape and torch.equal(t, chunk) for t in seen["critic"])
+    # E and H only get generated images (soft sigmoid outputs), never the binary real data
+    assert seen["E"] and seen["H"]
+    for t in seen["E"] + seen["H"]:
+        assert not any(t.shape[0] == c.shape[0] and torch.equal(t[:, :1], c) for c in chunks + (x,))
+        assert ((t > 0) & (t < 1)).float().mean() > 0.9
+    # a different real batch changes the critic's estimate (the critic does read x)
+    torch.manual_seed(5)
+    a = model.critic_terms(x)["critic"]
+    torch.manual_seed(5)
+    b = model.critic_terms(1 - x)["critic"]
+    assert not torch.isclose(a, b)
+
+
+def test_encoder_learns_to_invert_the_generator():
+    # 3 code dimensions, one critic step per generator step and lr 1e-3 so 30 steps suffice on CPU
+    model = tiny(latent_dim=3, n_critic=1, batch_size=32, lr=1e-3)
+    opts = model.configure_optimizers()
+    x = real_batch(32)
+    c = torch.rand(64, 3, generator=torch.Generator().manual_seed(7)) * 2 - 1
+
+    def enc_mse() -> float:
+        with torch.no_grad():
+            return torch.nn.functional.mse_loss(model.encode(model.generate(c)), c).item()
+
+    start = enc_mse()
+    torch.manual_seed(0)
+    for step in range(30):
+        model.train_step(x, step, opts)
+    end = enc_mse()
+    assert start > 0.2  # ≈ Var U(−1, 1) = 1/3 before training
+    assert end < 0.7 * start
+
+
+def test_difference_loss_shapes_the_generator_unless_switched_off():
+    for weight, expect_grad in ((1.0, True), (0.0, False)):
+        model = tiny(diff_weight=weight)
+        terms = model.generator_terms(8, "cpu")
+        model.zero_grad(set_to_none=True)
+        terms["diff"].backward()
+        g_grads = [p.grad for p in model.generator.parameters() if p.grad is not None]
+        has = any(gr.abs().sum() > 0 for gr in g_grads)
+        assert has == expect_grad
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.diff_encoder.parameters())
+        assert all(p.grad is None for p in model.critic.parameters())  # critic frozen in the G step
+
+
+def test_loss_for_generic_code():
+    model = tiny()
+    x = real_batch()
+    terms = model.loss(x, 0)
+    assert {"loss", "gen", "enc", "diff", "critic", "gp"} <= set(terms) and terms["loss"].requires_grad
+    with torch.no_grad():
+        assert torch.isfinite(model.loss(x, 0)["loss"])
+
+
+def test_config_validation_and_registry():
+    with pytest.raises(ConfigError, match="diff_loss"):
+        tiny(diff_loss="cosine")
+    with pytest.raises(ConfigError, match="batch_size"):
+        tiny(batch_size=6)  # 5 chunks of at least 2 needed
+    with pytest.raises(ConfigError, match="at least 2"):
+        tiny(latent_dim=1)
+    with pytest.raises(ConfigError, match="delta_min"):
+        tiny(delta_min=0.0)
+    from disviz.models import create_model
+
+    model = create_model(
+        "did", RGB, base_channels="4", hidden="16", diff_loss="infonce", adam_betas="0.0,0.9", batch_size="10"
+    )
+    assert isinstance(model, DiD) and model.config.adam_betas == (0.0, 0.9)
+    assert model.config.chunk_size == 2 and model.config.diff_loss == "infonce"
+    assert DiDConfig().chunk_size == 64  # default: 5 critic batches of 64 per step
+
+
+def test_engine_round_trip_and_resume(tmp_path):
+    from disviz.checkpoints import load_checkpoint, read_card
+    from disviz.train import TrainConfig, train
+
+    cfg = dict(device="cpu", batch_size=10, log_every=2, overrides={"base_channels": 4, "hidden": 16})
+    out = train(TrainConfig("did", "dsprites", tmp_path / "did", steps=2, **cfg))
+    card = read_card(out)
+    assert card["model"] == "did" and card["steps"] == 2
+    assert all(v == v for k in ("critic", "gp", "gen", "enc", "diff") for v in card["history"][k])
+    model, _ = load_checkpoint(out)
+    x = real_batch(3)
+    with torch.no_grad():
+        again, _ = load_checkpoint(out)
+        assert torch.equal(model.eval().encode(x), again.eval().encode(x))
+        assert torch.equal(model.decode(torch.zeros(2, 10)), again.decode(torch.zeros(2, 10)))
+    out = train(TrainConfig("did", "dsprites", out, steps=4, resume=True, **cfg))
+    assert read_card(out)["steps"] == 4
