@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from disviz.errors import UserError
 from disviz.jobs import JobSnapshot, JobSpec, TrainingManager, get_manager, runs_root
@@ -147,6 +149,14 @@ def show_job(snap: JobSnapshot, mgr: TrainingManager) -> None:
             args=(snap.id,),
             help="Stops after the current step and saves a checkpoint you can resume.",
         )
+    if snap.checkpoint and not snap.active and Path(snap.checkpoint, "card.json").is_file():
+        st.button(
+            "Explore this checkpoint",
+            key=f"explore_{snap.id}",
+            on_click=_open_in_explore,
+            args=(snap.checkpoint,),
+            help="Select it in the sidebar picker and open the Explore page",
+        )
     if snap.status == "done":
         st.success(
             f"Done: {snap.message}. The checkpoint is now in the sidebar picker.", icon=":material/check_circle:"
@@ -172,6 +182,19 @@ def show_job(snap: JobSnapshot, mgr: TrainingManager) -> None:
             st.caption("This model logs no KL (deterministic codes) or no step is logged yet.")
         else:
             st.line_chart(kl, x_label="step")
+
+
+def _open_in_explore(checkpoint: str) -> None:
+    """Button callback: select the checkpoint in the sidebar picker (app.py's keys), then switch page."""
+    path = str(Path(checkpoint).resolve())  # the picker lists resolved paths
+    st.session_state["ckpt_pick"] = path
+    try:
+        from pages._shared import CKPT_KEY
+
+        st.session_state[CKPT_KEY] = path
+    except ImportError:  # the page runs on its own (tests): nothing else to select
+        pass
+    st.session_state["train_goto_explore"] = True
 
 
 def _finished(job_id: str) -> None:
@@ -308,6 +331,11 @@ def _pick_job(mgr: TrainingManager) -> str | None:
 
 
 def main() -> None:
+    if st.session_state.pop("train_goto_explore", False):
+        try:
+            st.switch_page("pages/explore.py")
+        except StreamlitAPIException:  # no Explore page registered (the page runs on its own)
+            pass
     st.title("Train")
     with st.expander("What am I looking at?"):
         st.markdown(

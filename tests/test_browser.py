@@ -204,3 +204,11 @@ def test_training_from_the_train_page_ends_in_the_sidebar_picker(page, server):
     wait_for_app(page)
     assert page_errors(page) == []
     assert RUN_NAME in picked.locator("input").input_value(), "the trained run could not be selected"
+    # "Explore this checkpoint" on the Train page selects it and opens Explore
+    goto(page, find_link(nav_links(page), "train"))
+    page.locator("[data-testid='stMain'] button", has_text="Explore this checkpoint").first.click()
+    wait_for_app(page)
+    page.wait_for_url(lambda url: "train" not in url, timeout=30_000)
+    wait_for_app(page)
+    assert page_errors(page) == []
+    assert RUN_NAME in sidebar.get_by_test_id("stSelectbox").first.locator("input").input_value()
