@@ -51,6 +51,7 @@ __all__ = [
     "OPTIMIZER_JSON",
     "checkpoint_lock",
     "checkpoint_summary",
+    "default_checkpoint_roots",
     "is_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -566,8 +567,23 @@ def _match_param_layout(opt: torch.optim.Optimizer) -> None:
                     st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
-def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Checkpoint folders (those holding card.json) under ``roots``, sorted; hidden folders skipped."""
+def default_checkpoint_roots() -> list[Path]:
+    """Where the app and CLI look for checkpoints: ./checkpoints, then $DISVIZ_CHECKPOINTS
+    (os.pathsep-separated folders)."""
+    roots = [Path("checkpoints")]
+    for part in os.environ.get("DISVIZ_CHECKPOINTS", "").split(os.pathsep):
+        if part.strip():
+            roots.append(Path(part.strip()).expanduser())
+    return roots
+
+
+def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None) -> list[Path]:
+    """Checkpoint folders (those holding card.json) under ``roots``, sorted; hidden folders skipped.
+
+    ``roots=None`` means ``default_checkpoint_roots()``.
+    """
+    if roots is None:
+        roots = default_checkpoint_roots()
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
     found: set[Path] = set()

@@ -348,6 +348,13 @@ def test_update_card_list_and_summary(good, tmp_path):
     assert list_checkpoints(str(good)) == [good.resolve()]
 
 
+def test_default_roots_come_from_the_environment(good, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISVIZ_CHECKPOINTS", os.pathsep.join([str(good), "", str(tmp_path / "none")]))
+    assert checkpoints.default_checkpoint_roots() == [Path("checkpoints"), good, tmp_path / "none"]
+    assert list_checkpoints() == [good.resolve()]
+
+
 # --- locking -------------------------------------------------------------------------------------------
 def test_lock_refuses_second_writer_and_is_reentrant(tmp_path):
     path = tmp_path / "ck"
