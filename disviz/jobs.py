@@ -28,7 +28,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,38 @@ def _copy(snap: JobSnapshot) -> JobSnapshot:
     )
 
 
+_threads_lock = threading.Lock()
+_thread_users = 0
+_threads_before = 0
+
+
+@contextlib.contextmanager
+def _limit_threads(n: int | None) -> Iterator[None]:
+    """Hold torch at ``n`` threads while any CPU job runs; restore the original after the last one.
+
+    torch's thread count is process-wide, so per-job save/restore would be wrong with two
+    overlapping jobs (the first to finish would restore too early, the last one too late).
+    """
+    global _thread_users, _threads_before
+    if not n:
+        yield
+        return
+    import torch
+
+    with _threads_lock:
+        if _thread_users == 0:
+            _threads_before = torch.get_num_threads()
+        _thread_users += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _thread_users -= 1
+            if _thread_users == 0:
+                torch.set_num_threads(_threads_before)
+
+
 class _Job:
     def __init__(self, job_id: str, spec: JobSpec, out: Path):
         self.snap = JobSnapshot(id=job_id, spec=asdict(spec), out=str(out), created=time.time())
@@ -268,9 +300,7 @@ class TrainingManager:
         from disviz.device import pick_device
         from disviz.train import TrainConfig
 
-        threads = None
-        if self.num_threads and pick_device(spec.device).type == "cpu":
-            threads = int(self.num_threads)
+        pick_device(spec.device)  # a bad device fails here, before any thread setting
         return TrainConfig(
             model=spec.model,
             dataset=spec.dataset,
@@ -285,8 +315,15 @@ class TrainingManager:
             save_every=spec.save_every,
             log_every=spec.log_every,
             resume=spec.resume,
-            num_threads=threads,
+            num_threads=None,  # the manager sets torch's threads itself (see _limit_threads)
         )
+
+    def _cpu_threads(self, spec: JobSpec) -> int | None:
+        from disviz.device import pick_device
+
+        if self.num_threads and pick_device(spec.device).type == "cpu":
+            return int(self.num_threads)
+        return None
 
     def _work(self, job: _Job, spec: JobSpec, out: Path) -> None:
         """The worker thread: run the engine, mirror its events into the snapshot."""
@@ -306,7 +343,9 @@ class TrainingManager:
                 with self._lock:
                     job.snap.status, job.snap.message = "stopped", "stopped before training started"
                 return
-            path = train(self._config(spec, out), callback=on_event, stop_event=job.stop_event)
+            cfg = self._config(spec, out)
+            with _limit_threads(self._cpu_threads(spec)):
+                path = train(cfg, callback=on_event, stop_event=job.stop_event)
             with self._lock:
                 job.snap.checkpoint = str(path)
                 if job.snap.status not in ("done", "stopped"):

@@ -93,11 +93,51 @@ def test_snapshot_progresses_while_running_and_is_a_copy(manager):
     assert manager.wait(job_id, timeout=60).status == "stopped"
 
 
-def test_cpu_jobs_use_one_torch_thread(tmp_path):
-    """The worker keeps the UI responsive on small machines: 1 torch thread on CPU (configurable)."""
-    cfg = TrainingManager(root=tmp_path)._config(spec(device="cpu"), tmp_path / "x")
-    assert cfg.num_threads == 1 and cfg.device == "cpu" and cfg.steps == 6
-    assert TrainingManager(root=tmp_path, num_threads=None)._config(spec(), tmp_path / "x").num_threads is None
+def test_cpu_jobs_train_with_one_torch_thread(tmp_path, monkeypatch, tiny_world):
+    """The worker keeps the UI responsive on small machines: its training steps use 1 torch thread."""
+    import torch
+
+    seen: list[int] = []
+
+    class Recording(TinyVAE):
+        def train_step(self, x, step, optimizers):
+            seen.append(torch.get_num_threads())
+            return super().train_step(x, step, optimizers)
+
+    monkeypatch.setattr(engine, "_create_model", lambda name, info, ov: Recording(TinyConfig().replace(**ov), info))
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = TrainingManager(root=tmp_path, num_threads=1)
+        assert m.wait(m.start(spec("a", steps=4)), timeout=60).status == "done"
+        assert seen == [1, 1, 1, 1]
+        assert torch.get_num_threads() == 2  # the app's own threads are left alone
+        seen.clear()
+        m2 = TrainingManager(root=tmp_path, num_threads=None)
+        assert m2._cpu_threads(spec()) is None
+        assert m2.wait(m2.start(spec("b", steps=2)), timeout=60).status == "done"
+        assert len(seen) == 2  # torch left alone: no thread limit applied
+    finally:
+        torch.set_num_threads(original)
+
+
+def test_thread_limit_is_restored_after_the_last_overlapping_job():
+    import torch
+
+    from disviz.jobs import _limit_threads
+
+    original = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with _limit_threads(1):
+            with _limit_threads(1):
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1  # the other job still runs
+        assert torch.get_num_threads() == 3
+        with _limit_threads(None):
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(original)
 
 
 def test_stop_leaves_a_resumable_checkpoint(manager, tmp_path):
