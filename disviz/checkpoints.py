@@ -140,6 +140,21 @@ def _recover_interrupted_swap(path: Path) -> None:
             os.replace(backups[-1], path)
 
 
+def _settle(path: Path, wait_s: float = 0.5) -> None:
+    """Readers: if ``path`` is missing but a backup exists, a writer may be mid-swap; wait a
+    moment, then restore the backup only if nobody holds the writer lock (a crashed save)."""
+    if path.exists() or not _backups(path):
+        return
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        if path.exists():
+            return
+    with contextlib.suppress(TrainingError):
+        with checkpoint_lock(path, purpose="recover"):
+            _recover_interrupted_swap(path)
+
+
 # --- locking -------------------------------------------------------------------------------
 _held: dict[str, tuple[int, int]] = {}  # lock path -> (thread ident, depth)
 _held_guard = threading.Lock()
@@ -371,7 +386,7 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
 def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed ``card.json`` of a checkpoint folder, checked for format and version."""
     path = Path(path)
-    _recover_interrupted_swap(path)
+    _settle(path)
     if not path.exists():
         raise CheckpointError(
             f"checkpoint folder {path} does not exist; check the path (train one with `python -m disviz train`)"

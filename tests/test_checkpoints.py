@@ -247,7 +247,25 @@ def test_crash_between_renames_is_recovered(tmp_path):
     model = tiny_model()
     path = save_checkpoint(tmp_path / "ck", model, tiny_card(model, steps=3))
     os.replace(path, tmp_path / ".ck.old-deadbeef")  # what a crash mid-swap leaves
-    loaded, card = load_checkpoint(path)
+    # while a writer holds the lock (a live save mid-swap) readers must not touch the backup
+    holding, release = threading.Event(), threading.Event()
+
+    def writer():
+        with checkpoint_lock(path):
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    holding.wait(10)
+    try:
+        with pytest.raises(CheckpointError, match="does not exist"):
+            load_checkpoint(path)
+        assert (tmp_path / ".ck.old-deadbeef").is_dir()
+    finally:
+        release.set()
+        t.join()
+    loaded, card = load_checkpoint(path)  # nobody writing: the crashed save is rolled back
     assert card["steps"] == 3 and path.is_dir()
 
 
