@@ -348,3 +348,19 @@ def test_every_real_model_trains_saves_loads_and_resumes_exactly(tmp_path, monke
         z = model.encode(x)
         again, _ = load_checkpoint(straight)
         assert torch.equal(again.encode(x), z) and z.shape == (3, model.latent_dim)
+
+
+def test_pick_device_prefers_accelerators_and_checks_requests(monkeypatch):
+    from disviz.device import pick_device
+    from disviz.errors import UserError
+
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type in ("cpu", "mps")
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        pick_device("cuda")
+    with pytest.raises(UserError, match="unknown device 'banana'"):
+        pick_device("banana")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device(None) == torch.device("cuda")
+    assert pick_device("CUDA:0") == torch.device("cuda:0")
