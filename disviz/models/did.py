@@ -35,15 +35,23 @@ Interpretations [I] (the config field is named in brackets):
    a second pair along the same i from a fresh base code gives the positive v; the keys are all
    v and all w of the batch, and every key whose dimension equals i is a positive of anchor u
    (multi-positive InfoNCE at temperature ``temperature``).
+   Note: the literal loss only pushes apart, and its gradient −2(u − w) vanishes when H maps both
+   pairs to the same vector; it relies on the random initialisation (and on G making moves
+   visible) to leave that point. InfoNCE also pulls same-dimension moves together.
 6. How the difference signal shapes G (the "maximising inter-factor differences" part): G is
    trained on ``−D(G(c)) + info_weight·‖E(G(c)) − c‖² + diff_weight·L_H``; the L_H gradient flows
    through H into G, so G learns to make a move along dimension i produce an image difference that
    H can tell apart from a move along j. The info term (InfoGAN-style; weight 200 borrowed from the
-   QLInfoWGAN-GP code, methods.md §5) makes every dimension of c recoverable from the image.
+   QLInfoWGAN-GP code, methods.md §5, whose codes lie in about ±0.5; ``diff_weight`` = 1 puts the
+   literal L_H gradient, at most 2‖∂H/∂x‖, on the scale of the critic's, whose gradient norm the
+   penalty holds near 1) makes every dimension of c recoverable from the image.
    Setting ``info_weight=0`` / ``diff_weight=0`` stops that gradient reaching G (E and H are then
    trained on detached images), which gives the ablations.
 7. E is trained only on codes drawn from the prior (not on the perturbed ones); H and E share the
    generator optimiser step but have their own Adam.
+8. ``steps`` counts generator iterations (200k [I], as the QLInfoWGAN-GP code); the engine's
+   images/s counts real images, i.e. those the critic sees. The shared fields ``recon`` and
+   ``reduction`` are unused: DiD has no reconstruction loss (``reconstruct`` is G(E(x))).
 
 Interface: ``encode(x)`` = E(x) (``representation = 'samples-encoder'``), ``decode(z)`` = G(z)
 logits, so app traversals decode through the generator; latent specs are 'uniform' in [−1, 1].
@@ -63,7 +71,7 @@ from disviz.data.base import DatasetInfo
 from disviz.models.backbone import ConvDecoder, ConvEncoder
 from disviz.models.base import ConfigError, DisentangledModel, LatentSpec, ModelConfig
 
-__all__ = ["DiD", "DiDConfig", "gradient_penalty", "perturb", "sample_pairs"]
+__all__ = ["DiD", "DiDConfig", "DifferenceEncoder", "gradient_penalty", "info_nce", "perturb", "sample_pairs"]
 
 
 @dataclass
@@ -408,8 +416,7 @@ def info_nce(
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return (
-        torch.channels_last
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        else (torch.contiguous_format)
-    )
+    """The layout of x (the engine may hand over channels_last batches): fakes follow it."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
