@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -127,11 +128,16 @@ def test_every_page_opens_without_an_error(page, server):
     links = nav_links(page)
     assert len(links) >= 5, f"expected the app's pages in the sidebar navigation, found {sorted(links)}"
     assert page_errors(page) == []
+    shots = os.environ.get("DISVIZ_SCREENSHOTS")  # set it to also save one PNG per page (docs)
     for label, href in links.items():
         goto(page, href)
         errors = page_errors(page)
         assert errors == [], f"page {label!r} shows an error:\n{errors}\n(server log: {server['log']})"
         assert page.locator("[data-testid='stMain']").inner_text().strip(), f"page {label!r} is empty"
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            slug = re.sub(r"[^a-z0-9]+", "-", label.splitlines()[-1].lower()).strip("-") or "page"
+            page.screenshot(path=str(Path(shots) / f"{slug}.png"))
 
 
 def test_moving_a_latent_slider_changes_the_decoded_image(page):
