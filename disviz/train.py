@@ -763,7 +763,8 @@ def _plain_loop_ips(
 
     dataset = _load_dataset(dataset_name, None, {})  # fresh, like the engine's (no warm image caches)
     seed_everything(seed)
-    model = _create_model(model_name, dataset.info(), {"batch_size": batch_size}).to(device).train()
+    overrides = {"batch_size": batch_size, "steps": warmup + steps}  # same schedule as the engine run (DEFT stages)
+    model = _create_model(model_name, dataset.info(), overrides).to(device).train()
     opts = model.configure_optimizers()
     sampler = BatchSampler(dataset, batch_size, device, seed)
     t0 = 0.0
