@@ -33,8 +33,8 @@ standard 64x64 conv VAE; images/s, best of rounds; the machine was shared, so +-
   bf16 autocast 1509 vs 948 in fp32 (+60 %), but kept opt-in on CPU (``amp="bf16"``) so CPU
   runs stay float32 and bit-reproducible; torch.compile 931 vs 948 after a 26 s compile: off.
 - ``bench train --model betavae --dataset dsprites --steps 50``: plain 259.7 / engine 718.5
-  (2.77x) / engine+bf16 1321.9 on a lightly loaded machine; plain 149.0 / engine 197.5 (1.33x)
-  / engine+bf16 225.4 under heavy load from other jobs.
+  (2.77x) / engine+bf16 1321.9 (best of 2) on a lightly loaded machine; plain 149.0 / engine
+  197.5 (1.33x) / engine+bf16 225.4 (best of 3) under heavy load from other jobs (load ~5-9).
 - Pitfall found by the exact-resume test: the fused Adam kernel gives wrong updates when a
   channels_last parameter has contiguous state tensors (as safetensors restores them), so
   ``load_optimizer_state`` restores the state in each parameter's memory layout.
@@ -807,7 +807,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     steps = int(args.steps)
     bs = int(args.batch_size)
-    rounds = 3
+    rounds = 2
     warmup = max(5, steps // 5)
     _load_dataset(args.dataset, None, {})  # fail early on a bad name
     print(
