@@ -12,7 +12,7 @@ import streamlit as st
 
 from pages._shared import sidebar
 
-st.set_page_config(page_title="disviz", page_icon="🧭", layout="wide")
+st.set_page_config(page_title="disviz", page_icon=":material/explore:", layout="wide")
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,16 +26,16 @@ def _page(file: str, title: str, icon: str, default: bool = False) -> st.Page | 
 
 sections = {
     "Explore": [
-        _page("pages/explore.py", "Explore", "🔍", default=True),
-        _page("pages/codebook.py", "Codebook (QLAE)", "🔢"),
+        _page("pages/explore.py", "Explore", ":material/explore:", default=True),
+        _page("pages/codebook.py", "Codebook (QLAE)", ":material/grid_view:"),
     ],
     "Evaluate": [
-        _page("pages/metrics.py", "Metrics", "📊"),
-        _page("pages/annealing.py", "Annealing (IFP)", "🌡️"),
-        _page("pages/compare.py", "Compare", "⚖️"),
+        _page("pages/metrics.py", "Metrics", ":material/monitoring:"),
+        _page("pages/annealing.py", "Annealing (IFP)", ":material/device_thermostat:"),
+        _page("pages/compare.py", "Compare", ":material/compare:"),
     ],
-    "Train": [_page("pages/train.py", "Train", "🏋️")],
-    "Learn": [_page("pages/about.py", "About", "📖")],
+    "Train": [_page("pages/train.py", "Train", ":material/model_training:")],
+    "Learn": [_page("pages/about.py", "About", ":material/school:")],
 }
 sections = {name: [p for p in pages if p is not None] for name, pages in sections.items()}
 sections = {name: pages for name, pages in sections.items() if pages}

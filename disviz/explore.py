@@ -210,20 +210,29 @@ def normalised_mi(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> np.
     """[D, K] I(z_j; v_k) / H(v_k) with z discretised into ``bins`` equal-width bins.
 
     Only used to sort and label traversal rows; the Metrics page shows the metrics module's own
-    estimators. Normalising by H(v_k) follows MIG.
+    estimators. Normalising by H(v_k) follows MIG. The small-sample bias is removed by subtracting
+    the MI with a shuffled copy of the factor (a permutation baseline).
     """
     zd = _discretise(np.asarray(codes, dtype=np.float64), bins)
     d, k = zd.shape[1], factors.shape[1]
     out = np.zeros((d, k))
+    shuffled = np.random.default_rng(0).permutation(len(factors))
     for b in range(k):
         hv = _entropy(factors[:, b])
         if hv <= 0:
             continue
         for a in range(d):
-            joint = zd[:, a] * (int(factors[:, b].max()) + 1) + factors[:, b]
-            mi = _entropy(zd[:, a]) + hv - _entropy(joint)
-            out[a, b] = max(0.0, mi) / hv
+            mi = _mi(zd[:, a], factors[:, b], hv)
+            # plug-in MI is biased upwards by ~(bins-1)(|V|-1)/2N nats on small samples; subtract
+            # the MI with shuffled factors so a collapsed latent reads ~0, not 0.3
+            bias = _mi(zd[:, a], factors[shuffled, b], hv)
+            out[a, b] = min(1.0, max(0.0, mi - bias) / hv)
     return out
+
+
+def _mi(a: np.ndarray, v: np.ndarray, hv: float) -> float:
+    joint = a * (int(v.max()) + 1) + v
+    return _entropy(a) + hv - _entropy(joint)
 
 
 @torch.inference_mode()
@@ -261,9 +270,11 @@ def row_labels(stats: LatentStats, order: Sequence[int]) -> list[str]:
     out = []
     for j in order:
         parts = [f"z{j}"]
-        if stats.nmi.size:
+        if stats.kl is not None and stats.kl[j] < 0.01:
+            parts.append("collapsed")
+        elif stats.nmi.size:
             k = int(np.argmax(stats.nmi[j]))
-            parts.append(f"{stats.factor_names[k]} ({stats.nmi[j, k]:.2f})" if stats.nmi[j, k] > 0.05 else "—")
+            parts.append(f"{stats.factor_names[k]} ({stats.nmi[j, k]:.2f})" if stats.nmi[j, k] > 0.05 else "no factor")
         if stats.kl is not None:
             parts.append(f"KL {stats.kl[j]:.2f}")
         out.append(" · ".join(parts))
