@@ -45,6 +45,8 @@ if report is None:
         except ImportError as exc:
             st.error(f"The metrics module is not available ({exc}).")
             st.stop()
+        if not callable(evaluate):  # the package exposes the module, not the function
+            evaluate = evaluate.evaluate
         bar = st.progress(0.0, text="Computing metrics…")
 
         def progress(*args, **kwargs) -> None:
