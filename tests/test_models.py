@@ -373,3 +373,16 @@ def test_total_correlation_estimate_is_sane():
     with torch.no_grad():
         terms = model.loss(squares(8), 0)
     assert float(terms["loss"]) == pytest.approx(float(terms["recon"] + terms["kl"] + 5.0 * terms["tc"]), rel=1e-5)
+
+
+def test_deft_fused_group_encoders_equal_the_separate_ones():
+    model = tiny("deft", stage_steps=10)
+    x = squares(4)
+    with torch.no_grad():
+        mu, logvar = model.posterior_at(x, 3)  # all five groups active, run fused
+        separate = torch.cat([enc(x).float() for enc in model.encoders], 1)  # [B, 2·d] in group order
+    starts = np.cumsum([0, *model.group_sizes])
+    for g, size in enumerate(model.group_sizes):
+        own = separate[:, 2 * starts[g] : 2 * starts[g] + 2 * size]
+        assert torch.allclose(mu[:, starts[g] : starts[g] + size], own[:, :size], atol=1e-6)
+        assert torch.allclose(logvar[:, starts[g] : starts[g] + size], own[:, size:], atol=1e-6)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from disviz.data.base import DatasetInfo
@@ -169,14 +170,21 @@ class DEFT(DisentangledModel):
         mus, logvars = [], []
         start = 0
         freeze = self.config.slowdown == "freeze"
-        for g, status in enumerate(self.group_status(stage)):
+        status_list = self.group_status(stage)
+        frozen = [g for g, st in enumerate(status_list) if freeze and st == "earlier"]
+        learning = [g for g, st in enumerate(status_list) if st != "inactive" and g not in frozen]
+        outputs = dict(zip(learning, self._encode_groups(x, learning), strict=True)) if learning else {}
+        if frozen:  # frozen sub-encoders: no graph, no gradient, no backward cost
+            with torch.no_grad():
+                outputs.update(zip(frozen, self._encode_groups(x, frozen), strict=True))
+        for g, status in enumerate(status_list):
             size = self.group_sizes[g]
             if status == "inactive":
                 zeros = torch.zeros(b, size, device=x.device, dtype=torch.float32)
                 mus.append(zeros)
                 logvars.append(zeros)
             else:
-                mu, logvar = split_gaussian(self.encoders[g](x))  # each [B, size]
+                mu, logvar = split_gaussian(outputs[g])  # each [B, size]
                 if freeze and status == "earlier":
                     sl = slice(start, start + size)
                     mu = mu.detach() * self.proj_log_scale[sl].exp()
@@ -185,6 +193,26 @@ class DEFT(DisentangledModel):
                 logvars.append(logvar)
             start += size
         return torch.cat(mus, 1), torch.cat(logvars, 1)
+
+    def _encode_groups(self, x: torch.Tensor, groups: list[int]) -> list[torch.Tensor]:
+        """Outputs [B, 2·size_g] of the sub-encoders ``groups``, identical to calling each one.
+
+        The convolutions of all groups run fused: the first conv reads the shared input with the
+        groups' filters concatenated, the next three are grouped convs (groups = #active). Each
+        sub-encoder keeps its own parameter tensors (per-group learning rates, checkpoints).
+        """
+        encs = [self.encoders[g] for g in groups]
+        n = len(encs)
+        if n == 1:
+            return [encs[0](x)]
+        h = x
+        for i, idx in enumerate((0, 2, 4, 6)):  # the four convs of ConvEncoder.convs
+            ref = encs[0].convs[idx]
+            w = torch.cat([e.convs[idx].weight for e in encs], 0)
+            bias = torch.cat([e.convs[idx].bias for e in encs], 0)
+            h = F.relu(F.conv2d(h, w, bias, ref.stride, ref.padding, groups=1 if i == 0 else n))
+        chunks = torch.flatten(h, 1).chunk(n, 1)  # h: [B, n·2c, 4, 4] -> n × [B, 2c·16]
+        return [e.fc(c) for e, c in zip(encs, chunks, strict=True)]
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior at the stage the model has reached (stored in the checkpoint)."""
