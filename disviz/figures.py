@@ -308,19 +308,22 @@ def codebook_usage_figure(usage: np.ndarray, values: Sequence[Sequence[float]]) 
 
 
 def label_rows(grid: np.ndarray, labels: Sequence[str], row_height: int, gutter: int, width: int = 220) -> np.ndarray:
-    """Prepend a white panel of ``width`` px with one text label per grid row (drawn with Pillow).
+    """Prepend a white panel (at least ``width`` px) with one text label per grid row (drawn with Pillow).
 
     Keeps the grid one image (labels cannot drift out of line with their rows in the browser).
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    size = int(min(28, max(12, row_height // 4)))  # readable when the browser shrinks a wide grid
+    longest = max((len(str(t)) for t in labels), default=0)
+    width = max(width, int(longest * size * 0.55) + 8)
     panel = Image.new("RGB", (width, grid.shape[0]), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     try:
-        font = ImageFont.load_default(size=14)
+        font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
     for i, text in enumerate(labels):
-        y = i * (row_height + gutter) + row_height // 2 - 8
+        y = i * (row_height + gutter) + row_height // 2 - size // 2
         draw.text((4, max(0, y)), str(text), fill=(20, 20, 20), font=font)
     return np.concatenate([np.asarray(panel, dtype=np.uint8), grid], axis=1)

@@ -66,6 +66,8 @@ def test_label_rows_adds_a_panel_with_ink_per_row():
     panel = out[:, :150]
     assert (panel[:64] < 128).any() and (panel[66:] < 128).any()  # text drawn in both rows
     assert (out[:, 150:] == grid).all()
+    wide = label_rows(grid, ["z0 · a very long factor name · KL 12.34"], 64, 2, width=50)
+    assert wide.shape[1] - grid.shape[1] > 50  # the panel grows to fit long labels
 
 
 def test_argmax_order_gives_block_diagonal():
