@@ -35,6 +35,9 @@ standard 64x64 conv VAE; images/s, best of rounds; the machine was shared, so +-
 - ``bench train --model betavae --dataset dsprites --steps 50``: plain 259.7 / engine 718.5
   (2.77x) / engine+bf16 1321.9 (best of 2) on a lightly loaded machine; plain 149.0 / engine
   197.5 (1.33x) / engine+bf16 225.4 (best of 3) under heavy load from other jobs (load ~5-9).
+  A short run (``--steps 25``) at load ~10 on the 2 cores gave plain 76.5 / engine 50.1 (0.65x)
+  / bf16 45.2: with the CPU 5x oversubscribed, short runs measure the neighbours, not the loop;
+  re-measure on an idle machine before quoting.
 - Pitfall found by the exact-resume test: the fused Adam kernel gives wrong updates when a
   channels_last parameter has contiguous state tensors (as safetensors restores them), so
   ``load_optimizer_state`` restores the state in each parameter's memory layout.
