@@ -1,0 +1,351 @@
+"""One metric report for a trained model: encode n samples, run every metric, add reconstruction quality.
+
+Presets (metrics.md §8): 'paper' uses the published sample counts (10k encodings + a 5k test
+set for DCI/SAP, FactorVAE 10k/5k votes of 64 on 10k variance samples, BetaVAE 10k/5k points of
+64 pairs — the intervention metrics render ~1-2M images, GPU-sized); 'fast' (the app) follows
+disent's fast mode (FactorVAE 700/350 votes on 1k variance samples, BetaVAE 700/350, test set n/2).
+DCI uses the RandomForest estimator in both (see dci.py); pass ``dci_estimator='gbt'`` for the
+reference GradientBoosting. The preset and every setting are stored in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from disviz.errors import MetricError
+from disviz.metrics._util import to_jsonable, versions
+from disviz.metrics.betavae_score import betavae_score
+from disviz.metrics.dci import dci
+from disviz.metrics.factorvae import factorvae_score
+from disviz.metrics.infomec import infomec
+from disviz.metrics.mig import mig
+from disviz.metrics.nmi import nmi_diffusion
+from disviz.metrics.sap import sap
+
+PRESETS: dict[str, dict[str, int]] = {
+    "paper": {
+        "factorvae_train": 10_000,
+        "factorvae_eval": 5_000,
+        "factorvae_variance": 10_000,
+        "betavae_train": 10_000,
+        "betavae_eval": 5_000,
+    },
+    "fast": {
+        "factorvae_train": 700,
+        "factorvae_eval": 350,
+        "factorvae_variance": 1_000,
+        "betavae_train": 700,
+        "betavae_eval": 350,
+    },
+}
+
+Progress = Callable[[float, str], None]
+
+
+def score_latents(
+    z: np.ndarray,
+    classes: np.ndarray,
+    z_test: np.ndarray,
+    classes_test: np.ndarray,
+    factor_sizes: list[int],
+    discrete: bool,
+    seed: int = 0,
+    dci_estimator: str = "random_forest",
+    progress: Progress | None = None,
+    span: tuple[float, float] = (0.0, 1.0),
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+    """(scores, details, timings) of the latent-only metrics on z [N, D] x classes [N, K] (+ a test set)."""
+    details: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    both_z, both_c = np.concatenate([z, z_test]), np.concatenate([classes, classes_test])
+    n_tr = z.shape[0]
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("infomec", lambda: infomec(z, classes, discrete=discrete, seed=seed)),
+        ("dci", lambda: dci(z, classes, dci_estimator, test_latents=z_test, test_factors=classes_test, seed=seed)),
+        ("mig", lambda: mig(z, classes)),
+        ("sap", lambda: sap(both_z, both_c, test_fraction=z_test.shape[0] / both_z.shape[0], seed=seed)),
+        ("nmi_diffusion", lambda: nmi_diffusion(z, classes, factor_sizes)),
+    ]
+    del n_tr
+    for i, (name, fn) in enumerate(steps):
+        if progress:
+            progress(span[0] + (span[1] - span[0]) * i / len(steps), f"computing {name}")
+        t0 = time.perf_counter()
+        details[name] = fn()
+        timings[name] = time.perf_counter() - t0
+    scores = {
+        "infom": details["infomec"]["infom"],
+        "infoc": details["infomec"]["infoc"],
+        "infoe": details["infomec"]["infoe"],
+        "dci_disentanglement": details["dci"]["disentanglement"],
+        "dci_completeness": details["dci"]["completeness"],
+        "dci_informativeness": details["dci"]["informativeness"],
+        "mig": details["mig"]["mig"],
+        "sap": details["sap"]["sap"],
+    }
+    return scores, details, timings
+
+
+def _model_encoder(model: Any, device: Any, batch: int = 256) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    from disviz.data.base import to_tensor_batch
+
+    def encode(images: np.ndarray) -> np.ndarray:  # images: uint8 [N, 64, 64, C]
+        out = []
+        with torch.no_grad():
+            for s in range(0, images.shape[0], batch):
+                x = to_tensor_batch(images[s : s + batch], device)  # x: [B, C, 64, 64]
+                out.append(model.encode(x).float().cpu().numpy())  # [B, D]
+        return np.concatenate(out)
+
+    return encode
+
+
+def evaluate(
+    model: Any,
+    dataset: Any,
+    n: int = 10_000,
+    seed: int = 0,
+    preset: str = "paper",
+    progress: Progress | None = None,
+    device: Any = None,
+    dci_estimator: str = "random_forest",
+) -> dict[str, Any]:
+    """Encode ``n`` samples (+ n/2 test samples), run every metric, add reconstruction error and PSNR.
+
+    Reconstruction error is per image, like the papers: summed BCE for binary data, summed
+    squared error for RGB; PSNR = mean over images of 10·log10(1 / per-image pixel MSE).
+    Returns a JSON-able dict (matrices as nested lists).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if preset not in PRESETS:
+        raise MetricError(f"unknown preset {preset!r}; choose 'paper' or 'fast'")
+    if n < 20:
+        raise MetricError(f"evaluate needs n >= 20 samples (got {n}); the metrics are meaningless below that")
+    if device is None:
+        params = list(model.parameters())
+        device = params[0].device if params else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    report_progress = progress or (lambda f, m: None)
+    rng = np.random.default_rng(seed)
+    n_test = max(n // 2, 2)
+    classes_all = dataset.sample_factors(n + n_test, rng)  # [N + T, K]
+    encode = _model_encoder(model, device)
+    binary = bool(dataset.info().binary)
+
+    # --- encode + reconstruct (one pass over the data) -----------------------------------
+    t0 = time.perf_counter()
+    zs, recon, psnr = [], [], []
+    batch = 256
+    with torch.no_grad():
+        for s in range(0, n + n_test, batch):
+            report_progress(0.3 * s / (n + n_test), "encoding samples")
+            x = to_tensor(dataset.images_from_factors(classes_all[s : s + batch]), device)  # [B, C, 64, 64]
+            z = model.encode(x)  # [B, D]
+            zs.append(z.float().cpu().numpy())
+            if s < n:
+                logits = model.decode(z)  # [B, C, 64, 64]
+                if binary:
+                    err = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+                else:
+                    err = ((torch.sigmoid(logits) - x) ** 2).sum((1, 2, 3))
+                mse = ((torch.sigmoid(logits) - x) ** 2).mean((1, 2, 3)).clamp_min(1e-10)
+                recon.append(err.float().cpu().numpy())
+                psnr.append((10 * torch.log10(1.0 / mse)).float().cpu().numpy())
+    z_all = np.concatenate(zs)
+    timings["encode"] = time.perf_counter() - t0
+    z, z_test = z_all[:n], z_all[n:]
+    classes, classes_test = classes_all[:n], classes_all[n:]
+    info = dataset.info()
+    discrete = getattr(model, "representation", "mean") == "quantised"
+
+    scores, details, t_lat = score_latents(
+        z,
+        classes,
+        z_test,
+        classes_test,
+        list(info.factor_sizes),
+        discrete,
+        seed,
+        dci_estimator,
+        report_progress,
+        (0.3, 0.7),
+    )
+    timings.update(t_lat)
+    counts = PRESETS[preset]
+    report_progress(0.7, "computing FactorVAE score")
+    t0 = time.perf_counter()
+    details["factorvae"] = factorvae_score(
+        dataset, encode, counts["factorvae_train"], counts["factorvae_eval"], counts["factorvae_variance"], seed=seed
+    )
+    timings["factorvae"] = time.perf_counter() - t0
+    report_progress(0.85, "computing BetaVAE score")
+    t0 = time.perf_counter()
+    details["betavae"] = betavae_score(dataset, encode, counts["betavae_train"], counts["betavae_eval"], seed=seed)
+    timings["betavae"] = time.perf_counter() - t0
+    scores["factorvae"] = details["factorvae"]["factorvae"]
+    scores["betavae"] = details["betavae"]["betavae"]
+    rec = np.concatenate(recon)
+    scores["reconstruction"] = float(rec.mean())
+    scores["psnr"] = float(np.concatenate(psnr).mean())
+    timings["total"] = time.perf_counter() - t_start
+    if was_training:
+        model.train()
+    report_progress(1.0, "done")
+    return to_jsonable(
+        {
+            "preset": preset,
+            "n": n,
+            "n_test": n_test,
+            "seed": seed,
+            "model": getattr(model, "name", type(model).__name__),
+            "representation": getattr(model, "representation", "mean"),
+            "dataset": info.name,
+            "factor_names": list(info.factor_names),
+            "factor_sizes": list(info.factor_sizes),
+            "latent_names": [f"z{j}" for j in range(z.shape[1])],
+            "scores": scores,
+            "details": details,
+            "settings": {
+                "preset": preset,
+                "dci_estimator": dci_estimator,
+                "infomec_variant": details["infomec"]["settings"]["variant"],
+                "infomec_discrete": discrete,
+                "mig_bins": 20,
+                "reconstruction": "summed BCE per image" if binary else "summed squared error per image",
+                **{k: v for k, v in counts.items()},
+            },
+            "versions": versions(),
+            "timings": timings,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+
+
+def to_tensor(images: np.ndarray, device: Any) -> Any:
+    """uint8 [N, 64, 64, C] -> float [N, C, 64, 64] in [0, 1] (the data package's converter)."""
+    from disviz.data.base import to_tensor_batch
+
+    return to_tensor_batch(images, device)
+
+
+SCORE_LABELS = [
+    ("infom", "InfoM"),
+    ("infoc", "InfoC"),
+    ("infoe", "InfoE"),
+    ("dci_disentanglement", "DCI D"),
+    ("dci_completeness", "DCI C"),
+    ("dci_informativeness", "DCI I"),
+    ("mig", "MIG"),
+    ("sap", "SAP"),
+    ("factorvae", "FactorVAE"),
+    ("betavae", "BetaVAE"),
+    ("reconstruction", "recon error"),
+    ("psnr", "PSNR dB"),
+]
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A readable table of the headline scores and timings."""
+    lines = [
+        f"{report['model']} on {report['dataset']}  preset={report['preset']} n={report['n']} seed={report['seed']}"
+    ]
+    for key, label in SCORE_LABELS:
+        v = report["scores"].get(key)
+        lines.append(f"  {label:<14} {'n/a' if v is None else f'{v:.4f}'}")
+    lines.append("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()))
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """python -m disviz evaluate CHECKPOINT: compute the report, print it, store it in card.json."""
+    import sys
+
+    from disviz.checkpoints import load_checkpoint, update_card
+    from disviz.data import load_dataset, parse_options
+    from disviz.device import pick_device
+
+    device = pick_device(args.device)
+    model, card = load_checkpoint(args.checkpoint, device=device)
+    ds_card = card.get("dataset") or {}
+    if "name" not in ds_card:
+        raise MetricError(f"{args.checkpoint}: card.json has no dataset name; cannot rebuild the evaluation data")
+    options = dict(ds_card.get("options") or {})
+    options.update(parse_options(getattr(args, "data_option", None)))
+    dataset = load_dataset(ds_card["name"], getattr(args, "data_path", None), **options)
+
+    def progress(fraction: float, message: str) -> None:
+        if not args.json:
+            print(f"\r[{fraction * 100:5.1f}%] {message:<40}", end="", file=sys.stderr, flush=True)
+
+    report = evaluate(model, dataset, n=args.n, seed=args.seed, preset=args.preset, progress=progress, device=device)
+    if not args.json:
+        print(file=sys.stderr)
+    print(json.dumps(report) if args.json else format_report(report))
+    if not args.no_store:
+        update_card(args.checkpoint, metrics=report)
+        if not args.json:
+            print(f"stored in {args.checkpoint}/card.json")
+    return 0
+
+
+class OracleSource:
+    """Synthetic factor source for benchmarks/tests: observations are a fixed map of the factors.
+
+    ``mix`` [K, D] maps factor classes to latents (plus Gaussian noise), so the intervention
+    metrics run with no model and no rendering.
+    """
+
+    def __init__(self, factor_sizes: list[int], mix: np.ndarray, noise: float = 0.0, seed: int = 0):
+        self.factor_sizes = list(factor_sizes)
+        self.mix = np.asarray(mix, dtype=np.float64)
+        self.noise = noise
+        self._rng = np.random.default_rng(seed)
+
+    def sample_factors(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        rng = np.random.default_rng(rng)
+        return np.stack([rng.integers(0, s, size=n) for s in self.factor_sizes], axis=1).astype(np.int64)
+
+    def images_from_factors(self, classes: np.ndarray) -> np.ndarray:
+        z = classes.astype(np.float64) @ self.mix
+        return z + self.noise * self._rng.standard_normal(z.shape) if self.noise else z
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """python -m disviz bench metrics: seconds per metric on n samples x 10 latents (CPU, no model)."""
+    n = int(args.n)
+    k, d = 5, 10
+    sizes = [3, 6, 40, 32, 32]  # dSprites' varying factors
+    rng = np.random.default_rng(0)
+    mix = np.zeros((k, d))
+    mix[np.arange(k), np.arange(k)] = 1.0
+    mix += 0.1 * rng.standard_normal((k, d))
+    src = OracleSource(sizes, mix, noise=0.3, seed=0)
+    classes = src.sample_factors(n + n // 2, rng)
+    z = src.images_from_factors(classes)
+    print(f"bench metrics: n={n} (+{n // 2} test), {d} latents, {k} factors {sizes}, CPU")
+    t0 = time.perf_counter()
+    _, _, t = score_latents(z[:n], classes[:n], z[n:], classes[n:], sizes, discrete=False)
+    for name, fn in (
+        ("factorvae (paper counts)", lambda: factorvae_score(src, lambda o: o)),
+        ("betavae (paper counts)", lambda: betavae_score(src, lambda o: o)),
+    ):
+        t1 = time.perf_counter()
+        fn()
+        t[name] = time.perf_counter() - t1
+    for name, sec in t.items():
+        print(f"  {name:<26} {sec:8.2f} s")
+    print(f"  {'full pipeline (no model)':<26} {time.perf_counter() - t0:8.2f} s")
+    return 0
