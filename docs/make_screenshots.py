@@ -45,7 +45,8 @@ def train_demo(root: Path, steps: int) -> None:
                     "base_channels": 8,
                     "hidden": 64,
                     "lr": 1e-3,
-                    **({"arch": "conv"} if name == "qlae" else {}),
+                    # β = 1 for the β-VAE: a short run at β = 4 collapses every latent
+                    **({"arch": "conv"} if name == "qlae" else {"beta": 1.0}),
                 },
                 num_threads=2,
             )
