@@ -212,9 +212,24 @@ def test_annealing_page_reads_results_from_checkpoints_annealing(env, tmp_path):
         {"factor": f, "beta": [70.0, 30.0, 10.0, 1.0], "kl": [0.0, 0.05 + 0.1 * i, 0.8, 2.0], "ifp": 30.0 - 10 * i}
         for i, f in enumerate(["posX", "shape"])
     ]
-    (folder / "quick.json").write_text(json.dumps({"dataset": "dsprites", "threshold": 0.1, "runs": runs}))
+    result = {
+        "format": "disviz-annealing",
+        "format_version": 1,
+        "settings": {"dataset": "dsprites"},
+        "threshold": 0.1,
+        "runs": runs,
+        "factors": {f: {"ifps": [r["ifp"] for r in runs if r["factor"] == f]} for f in ("posX", "shape")},
+    }
+    (folder / "quick.json").write_text(json.dumps(result))
+    (folder / "broken.json").write_text("{not json")
     at = _page("annealing.py").run()
     _ok(at)
+    assert at.selectbox(key="annealing_pick").value.endswith("broken.json")  # sorted: broken first
+    assert at.error, "a broken result file must show an error"
+    box = at.selectbox(key="annealing_pick")
+    box.select(next(o for o in box.options if o.endswith("quick.json"))).run()
+    _ok(at)
+    assert not at.error
     assert at.session_state["annealing_factors"] == ["posX", "shape"]
 
 
@@ -222,3 +237,16 @@ def test_annealing_page_without_results_says_how_to_make_them(env):
     at = _page("annealing.py").run()
     _ok(at)
     assert any("python -m disviz anneal" in i.value for i in at.info)
+
+
+def test_annealing_page_quick_live_run(env):
+    pytest.importorskip("disviz.diagnostics.annealing")
+    at = _page("annealing.py").run()
+    _ok(at)
+    at.number_input(key="annealing_bases").set_value(1)
+    at.number_input(key="annealing_steps").set_value(100)
+    at.button(key="annealing_run").click().run()
+    _ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state["annealing_live"]["runs"], "the live run returned no runs"
+    assert at.session_state["annealing_factors"] == sorted(at.session_state["annealing_live"]["factors"])
