@@ -1,0 +1,555 @@
+"""IFP annealing test (methods.md §7.1): when does each factor's information freeze into a VAE?
+
+For a factor k and a random base configuration of the other factors, the sweep gives the |V_k|
+images where only k varies. A VAE with **one latent** is trained on them while β is annealed
+from high to low; the latent's KL (≈ I(x; z)) stays ~0 until β falls below the factor's
+*information freezing point* (IFP), then rises. Repeating over bases gives an IFP distribution
+per factor (position freezes at high β, shape/orientation at low β in dSprites).
+
+Batching: all factor × base runs are trained together as ONE vectorised model
+(``BatchedVAE``): convolutions are grouped (groups = number of runs) and the fully-connected
+layers are batched matmuls, so R runs cost one forward/backward per step. Adam is element-wise,
+so the runs stay independent exactly as if trained one by one.
+
+Architecture (per run; a narrow version of the §0 backbone): encoder 4 × [conv 4×4 stride 2,
+ReLU] with ``base_channels`` channels (64→32→16→8→4), FC ``16·c → hidden`` ReLU, FC → (μ, ln σ²);
+decoder FC ``d → hidden`` ReLU, FC → ``16·c`` ReLU, 4 × transposed conv 4×4 stride 2 (ReLU between)
+back to 64×64 logits. Bernoulli likelihood for binary data, L2 (Gaussian, σ=1 up to a constant)
+for RGB. Batch 64 drawn with replacement from the run's sweep images.
+
+Interpretations [I] (all config fields): the IFP is read on a moving-median-smoothed KL trace
+(window 50) as the β where the smoothed KL first rises above 0.1 nat *after* it has collapsed
+below it (at initialisation the random encoder carries some KL that high β first removes);
+runs whose KL never collapses or never rises report ``None``. The reference's early stop
+("recon < 1") only truncates the recorded curve of that run (``stop_recon``; off by default).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from disviz.data.base import GroundTruthDataset
+from disviz.device import pick_device
+from disviz.errors import DatasetError, TrainingError, UserError
+
+FORMAT = "disviz-annealing"
+FORMAT_VERSION = 1
+Progress = Callable[[float, str], None]
+
+
+class AnnealingResultError(UserError):
+    """An annealing result file is missing or malformed."""
+
+
+@dataclass
+class AnnealConfig:
+    """Settings of one annealing test (paper/reference defaults)."""
+
+    steps: int = 8000  # T (reference: 8 000)
+    schedule: str = "exp"  # "exp": 1 + β_max·e^{−γt/T}; "linear": max(β_max(1 − t/T), 1)
+    beta_max: float = 70.0
+    gamma: float = 15.0
+    threshold: float = 0.1  # nat
+    window: int = 50  # moving-median window for the KL trace [I]
+    batch_size: int = 64
+    lr: float = 5e-4  # early DEFT default (Adam 5e-4)
+    base_channels: int = 8
+    hidden: int = 64
+    latent_dim: int = 1  # per run (1 for the IFP test; label-free uses 10)
+    stop_recon: float | None = None  # truncate a run's curve once its recon < this (reference: 1.0)
+    max_points: int = 400  # curve points kept in the JSON per run
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.schedule not in ("exp", "linear"):
+            raise TrainingError(f"schedule must be 'exp' or 'linear', got {self.schedule!r}")
+        if self.steps < 2 or self.batch_size < 1 or self.window < 1:
+            raise TrainingError("steps must be >= 2 and batch_size, window >= 1")
+        if self.beta_max <= 0 or self.threshold <= 0:
+            raise TrainingError("beta_max and threshold must be positive")
+
+
+def beta_schedule(t: np.ndarray | int, steps: int, kind: str = "exp", beta_max: float = 70.0, gamma: float = 15.0):
+    """β at step(s) t of T=steps: exp ``1 + β_max·e^{−γt/T}`` or linear ``max(β_max(1 − t/T), 1)``."""
+    t = np.asarray(t, dtype=np.float64)
+    if kind == "exp":
+        return 1.0 + beta_max * np.exp(-gamma * t / steps)
+    if kind == "linear":
+        return np.maximum(beta_max * (1.0 - t / steps), 1.0)
+    raise TrainingError(f"unknown schedule {kind!r}; choose 'exp' or 'linear'")
+
+
+# --- pure logic ------------------------------------------------------------------------------
+def moving_median(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving median (edges use the available samples)."""
+    x = np.asarray(x, dtype=np.float64)
+    if window <= 1 or len(x) == 0:
+        return x.copy()
+    half = window // 2
+    padded = np.pad(x, (half, window - 1 - half), mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
+
+
+def find_ifp(
+    beta: Sequence[float] | np.ndarray, kl: Sequence[float] | np.ndarray, threshold: float = 0.1, window: int = 50
+) -> float | None:
+    """β at which the smoothed KL first rises above ``threshold`` as β falls; None if it never does.
+
+    ``beta``/``kl`` are in training order (β decreasing). The trace must first be at or below the
+    threshold (information squeezed out at high β); the crossing β is interpolated linearly
+    between the two samples that bracket it.
+    """
+    b = np.asarray(beta, dtype=np.float64)
+    k = moving_median(np.asarray(kl, dtype=np.float64), window)
+    if b.shape != k.shape or b.ndim != 1:
+        raise ValueError(f"beta and kl must be 1-D of equal length, got {b.shape} and {k.shape}")
+    below = np.nonzero(k <= threshold)[0]
+    if len(below) == 0:
+        return None
+    after = np.nonzero(k[below[0] :] > threshold)[0]
+    if len(after) == 0:
+        return None
+    i = below[0] + after[0]  # first sample above; i-1 is at or below
+    k0, k1 = k[i - 1], k[i]
+    f = (threshold - k0) / (k1 - k0) if k1 != k0 else 1.0
+    return float(b[i - 1] + f * (b[i] - b[i - 1]))
+
+
+def ifp_density(ifps: Sequence[float | None], grid: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Gaussian KDE of the IFPs on ``grid`` (Silverman bandwidth; None/NaN dropped); integrates to ~1."""
+    v = np.asarray([x for x in ifps if x is not None and np.isfinite(x)], dtype=np.float64)
+    g = np.asarray(grid, dtype=np.float64)
+    if len(v) == 0:
+        return np.zeros_like(g)
+    std = v.std(ddof=1) if len(v) > 1 else 0.0
+    bw = 1.06 * std * len(v) ** (-0.2) if std > 0 else max(0.05 * abs(v.mean()), 0.5)
+    z = (g[:, None] - v[None, :]) / bw
+    return np.exp(-0.5 * z**2).sum(1) / (len(v) * bw * math.sqrt(2 * math.pi))
+
+
+def dkl_dbeta_peaks(
+    beta: np.ndarray, kl_total: np.ndarray, window: int = 50, rel: float = 0.2
+) -> tuple[np.ndarray, list[float]]:
+    """Label-free freezing points: −ΔKL/Δβ of the smoothed total KL and the β of its local peaks
+    (above ``rel`` × the largest)."""
+    b = np.asarray(beta, dtype=np.float64)
+    k = moving_median(kl_total, window)
+    db = np.diff(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(db != 0, -np.diff(k) / db, 0.0)  # KL gained per unit of β lost (db < 0)
+    rate = moving_median(np.nan_to_num(rate), window)
+    rate = np.concatenate([rate[:1], rate]) if len(rate) else np.zeros(len(b))
+    if not len(rate) or rate.max() <= 0:
+        return rate, []
+    peaks = []
+    top = rate.max()
+    for i in range(1, len(rate) - 1):
+        if rate[i] >= rel * top and rate[i] >= rate[i - 1] and rate[i] > rate[i + 1]:
+            if not peaks or abs(b[i] - peaks[-1]) > 1e-9:
+                peaks.append(float(b[i]))
+    return rate, peaks
+
+
+# --- the batched model ----------------------------------------------------------------------
+class BatchedVAE(nn.Module):
+    """R independent tiny conv VAEs in one module: x [B, R, C, 64, 64] -> logits, μ, ln σ²."""
+
+    def __init__(self, runs: int, channels: int, latent_dim: int = 1, base_channels: int = 8, hidden: int = 64):
+        super().__init__()
+        r, c, h, d = runs, base_channels, hidden, latent_dim
+        self.r, self.ch, self.c, self.d = r, channels, c, d
+        self.enc = nn.ModuleList(
+            [nn.Conv2d(r * (channels if i == 0 else c), r * c, 4, 2, 1, groups=r) for i in range(4)]
+        )
+        self.dec = nn.ModuleList(
+            [nn.ConvTranspose2d(r * c, r * (channels if i == 3 else c), 4, 2, 1, groups=r) for i in range(4)]
+        )
+        self.fc = nn.ParameterDict()
+        for name, (i, o) in {"e1": (16 * c, h), "e2": (h, 2 * d), "d1": (d, h), "d2": (h, 16 * c)}.items():
+            self.fc[name + "_w"] = nn.Parameter(torch.randn(r, i, o) / math.sqrt(i))
+            self.fc[name + "_b"] = nn.Parameter(torch.zeros(r, o))
+
+    def _lin(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        # x: [B, R, in] -> [B, R, out], one weight matrix per run
+        return torch.einsum("bri,rio->bro", x, self.fc[name + "_w"]) + self.fc[name + "_b"]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = x.shape[0]
+        h = x.reshape(b, self.r * self.ch, 64, 64)
+        for conv in self.enc:
+            h = F.relu(conv(h))  # h: [B, R*c, 4, 4] at the end
+        h = F.relu(self._lin(h.reshape(b, self.r, 16 * self.c), "e1"))
+        out = self._lin(h, "e2")  # [B, R, 2d]
+        return out[..., : self.d], out[..., self.d :]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        b = z.shape[0]
+        h = F.relu(self._lin(F.relu(self._lin(z, "d1")), "d2"))  # [B, R, 16c]
+        h = h.reshape(b, self.r * self.c, 4, 4)
+        for i, conv in enumerate(self.dec):
+            h = conv(h)
+            if i < 3:
+                h = F.relu(h)
+        return h.reshape(b, self.r, self.ch, 64, 64)
+
+    def losses(self, x: torch.Tensor, binary: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, R, C, 64, 64] -> (recon [R], KL [R], KL per latent [R, d]), batch means."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        logits = self.decode(z)
+        if binary:
+            rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        else:
+            rec = (torch.sigmoid(logits) - x).pow(2)
+        recon = rec.sum((2, 3, 4)).mean(0)  # [R]
+        kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(0)  # [R, d]
+        return recon, kl_dim.sum(1), kl_dim
+
+
+# --- running ---------------------------------------------------------------------------------
+def _subsample(n: int, max_points: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
+
+
+def _train(
+    model: BatchedVAE,
+    next_batch: Callable[[torch.Generator], torch.Tensor],
+    cfg: AnnealConfig,
+    binary: bool,
+    device: torch.device,
+    seed: int,
+    progress: Progress | None,
+    stop_event: threading.Event | None,
+    label: str,
+) -> dict[str, np.ndarray] | None:
+    """Anneal β over cfg.steps; returns per-step β [T], recon [T, R], KL [T, R], KL per latent [T, R, d]."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    betas = beta_schedule(np.arange(cfg.steps), cfg.steps, cfg.schedule, cfg.beta_max, cfg.gamma)
+    rec_hist, kl_hist, dim_hist = [], [], []
+    report_every = max(cfg.steps // 100, 1)
+    for t in range(cfg.steps):
+        if stop_event is not None and stop_event.is_set():
+            return None
+        x = next_batch(gen)  # x: [B, R, C, 64, 64]
+        recon, kl, kl_dim = model.losses(x, binary)
+        loss = (recon + float(betas[t]) * kl).sum()  # runs share no parameters: sum = independent runs
+        if not torch.isfinite(loss):
+            raise TrainingError(f"annealing diverged at step {t} (non-finite loss); try a smaller --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        rec_hist.append(recon.detach())
+        kl_hist.append(kl.detach())
+        dim_hist.append(kl_dim.detach())
+        if progress is not None and (t % report_every == 0 or t == cfg.steps - 1):
+            progress((t + 1) / cfg.steps, f"{label}: step {t + 1}/{cfg.steps}, β={betas[t]:.2f}")
+    return {
+        "beta": betas,
+        "recon": torch.stack(rec_hist).cpu().numpy(),
+        "kl": torch.stack(kl_hist).cpu().numpy(),
+        "kl_dim": torch.stack(dim_hist).cpu().numpy(),
+    }
+
+
+def _resolve_factors(ds: GroundTruthDataset, factors: Sequence[str] | None) -> list[str]:
+    names = list(ds.factor_names)
+    if not factors:
+        return [n for n, s in zip(names, ds.factor_sizes) if s > 1]
+    bad = [f for f in factors if f not in names]
+    if bad:
+        raise DatasetError(f"unknown factor(s) {bad} for {ds.name}; choose from: {', '.join(names)}")
+    small = [f for f in factors if ds.factor_sizes[names.index(f)] < 2]
+    if small:
+        raise DatasetError(f"factor(s) {small} take a single value in {ds.name}; nothing to anneal")
+    return list(factors)
+
+
+def _summary(values: list[float | None]) -> dict[str, Any]:
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    stat = lambda f: float(f(v)) if len(v) else None  # noqa: E731
+    return {
+        "ifps": values,
+        "n": len(values),
+        "n_frozen": int(len(v)),
+        "median": stat(np.median),
+        "mean": stat(np.mean),
+        "std": stat(np.std),
+        "min": stat(np.min),
+        "max": stat(np.max),
+    }
+
+
+def run_annealing(
+    dataset: GroundTruthDataset | str,
+    factors: Sequence[str] | None = None,
+    bases: int = 8,
+    steps: int | None = None,
+    seed: int = 0,
+    schedule: str = "exp",
+    label_free: bool = False,
+    device: str = "auto",
+    out: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    stop_event: threading.Event | None = None,
+    **config: Any,
+) -> dict[str, Any] | None:
+    """Run the annealing test and return the result dict (also written atomically to ``out``).
+
+    Returns None (and writes nothing) when ``stop_event`` is set before the end.
+    """
+    if isinstance(dataset, str):
+        from disviz.data import load_dataset
+
+        dataset = load_dataset(dataset)
+    cfg = AnnealConfig(schedule=schedule, **config)
+    if steps is not None:
+        cfg.steps = int(steps)
+    if label_free and "latent_dim" not in config:
+        cfg.latent_dim = 10
+    cfg.validate()
+    if bases < 1:
+        raise TrainingError(f"bases must be >= 1, got {bases}")
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    ds = dataset
+    c = int(ds.channels)
+    settings = {
+        "dataset": ds.name,
+        "dataset_options": dict(getattr(ds, "options", {}) or {}),
+        "seed": seed,
+        "device": str(dev),
+        "label_free": label_free,
+        **{k: v for k, v in asdict(cfg).items() if k != "extra"},
+    }
+
+    if label_free:
+        model = BatchedVAE(1, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
+        sampler = iter(ds.batch_sampler(cfg.batch_size, dev, seed))
+        hist = _train(
+            model, lambda g: next(sampler)[:, None], cfg, ds.binary, dev, seed, progress, stop_event, "label-free"
+        )
+        if hist is None:
+            return None
+        keep = _subsample(cfg.steps, cfg.max_points)
+        beta, kl_dim = hist["beta"], hist["kl_dim"][:, 0, :]  # [T, d]
+        total = kl_dim.sum(1)
+        rate, peaks = dkl_dbeta_peaks(beta, total, cfg.window)
+        latent_ifps = [find_ifp(beta, kl_dim[:, j], cfg.threshold, cfg.window) for j in range(cfg.latent_dim)]
+        runs = [
+            {
+                "factor": f"latent {j}",
+                "base": None,
+                "beta": beta[keep].tolist(),
+                "kl": kl_dim[keep, j].tolist(),
+                "recon": hist["recon"][keep, 0].tolist(),
+                "ifp": latent_ifps[j],
+            }
+            for j in range(cfg.latent_dim)
+        ]
+        result: dict[str, Any] = {
+            "mode": "label_free",
+            "runs": runs,
+            "label_free": {
+                "beta": beta[keep].tolist(),
+                "kl_total": total[keep].tolist(),
+                "dkl_dbeta": rate[keep].tolist(),
+                "peaks": peaks,
+                "latent_ifps": latent_ifps,
+            },
+            "factors": {},
+        }
+    else:
+        names = _resolve_factors(ds, factors)
+        rng = np.random.default_rng(seed)
+        plan: list[tuple[str, list[int], np.ndarray]] = []
+        for name in names:
+            for base in ds.sample_factors(bases, rng):
+                plan.append((name, [int(v) for v in base], ds.images(ds.sweep(name, base))))
+        r, n_max = len(plan), max(len(p[2]) for p in plan)
+        imgs = torch.zeros(r, n_max, c, 64, 64)
+        for i, (_, _, im) in enumerate(plan):
+            imgs[i, : len(im)] = torch.from_numpy(im).permute(0, 3, 1, 2).float() / 255.0
+        imgs = imgs.to(dev)  # [R, Nmax, C, 64, 64]
+        lengths = torch.tensor([len(p[2]) for p in plan], device=dev, dtype=torch.float32)
+        rows = torch.arange(r, device=dev)[:, None]
+
+        def next_batch(g: torch.Generator) -> torch.Tensor:
+            idx = (torch.rand(r, cfg.batch_size, generator=g, device=dev) * lengths[:, None]).long()  # [R, B]
+            return imgs[rows, idx].transpose(0, 1)  # [B, R, C, 64, 64]
+
+        model = BatchedVAE(r, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
+        hist = _train(
+            model, next_batch, cfg, ds.binary, dev, seed, progress, stop_event, f"{len(names)} factors x {bases} bases"
+        )
+        if hist is None:
+            return None
+        runs = []
+        for i, (name, base, im) in enumerate(plan):
+            beta, kl, rec = hist["beta"], hist["kl"][:, i], hist["recon"][:, i]
+            end = len(beta)
+            if cfg.stop_recon is not None:
+                hit = np.nonzero(rec < cfg.stop_recon)[0]
+                end = int(hit[0]) + 1 if len(hit) else end
+            keep = _subsample(end, cfg.max_points)
+            runs.append(
+                {
+                    "factor": name,
+                    "base": base,
+                    "n_images": len(im),
+                    "ifp": find_ifp(beta[:end], kl[:end], cfg.threshold, cfg.window),
+                    "step": keep.tolist(),
+                    "beta": beta[keep].tolist(),
+                    "kl": kl[keep].tolist(),
+                    "recon": rec[keep].tolist(),
+                }
+            )
+        per = {name: _summary([run["ifp"] for run in runs if run["factor"] == name]) for name in names}
+        order = sorted(names, key=lambda n: -(per[n]["median"] if per[n]["median"] is not None else -1.0))
+        result = {"mode": "factors", "runs": runs, "factors": per, "ordering": order}
+    result = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "settings": settings,
+        "threshold": cfg.threshold,
+        **result,
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+    if out is not None:
+        save_annealing_result(out, result)
+    return result
+
+
+# --- files -----------------------------------------------------------------------------------
+def save_annealing_result(path: str | os.PathLike[str], result: dict[str, Any]) -> Path:
+    """Write JSON atomically (temp file + os.replace): readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(result, f, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate an annealing result JSON; clear errors for missing/malformed files."""
+    p = Path(path)
+    if not p.is_file():
+        raise AnnealingResultError(f"{p}: no such annealing result file; create one with `python -m disviz anneal`")
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnealingResultError(f"{p}: not valid JSON ({exc}); re-run `python -m disviz anneal`") from None
+    fix = "re-run `python -m disviz anneal` to regenerate it"
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise AnnealingResultError(f"{p}: not a disviz annealing result (format != {FORMAT!r}); {fix}")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise AnnealingResultError(f"{p}: unsupported format_version {data.get('format_version')!r}; {fix}")
+    for key, typ in (("settings", dict), ("runs", list), ("factors", dict), ("threshold", (int, float))):
+        if not isinstance(data.get(key), typ):
+            raise AnnealingResultError(f"{p}: missing or malformed {key!r}; {fix}")
+    for i, run in enumerate(data["runs"]):
+        ok = isinstance(run, dict) and isinstance(run.get("factor"), str)
+        ok = ok and isinstance(run.get("beta"), list) and isinstance(run.get("kl"), list)
+        ok = ok and len(run["beta"]) == len(run["kl"])
+        ok = ok and (run.get("ifp") is None or isinstance(run.get("ifp"), (int, float)))
+        if not ok:
+            raise AnnealingResultError(f"{p}: run {i} is malformed (needs factor, beta/kl of equal length, ifp); {fix}")
+    for name, group in data["factors"].items():
+        if not isinstance(group, dict) or not isinstance(group.get("ifps"), list):
+            raise AnnealingResultError(f"{p}: factor {name!r} has no 'ifps' list; {fix}")
+    return data
+
+
+# --- CLI -------------------------------------------------------------------------------------
+def _stderr_progress(frac: float, msg: str) -> None:
+    print(f"\r[{frac * 100:5.1f}%] {msg}    ", end="", file=sys.stderr, flush=True)
+
+
+def _load(args: Any) -> GroundTruthDataset:
+    from disviz.data import load_dataset, parse_options
+
+    return load_dataset(
+        args.dataset, path=getattr(args, "data_path", None), **parse_options(getattr(args, "data_option", []))
+    )
+
+
+def cmd_anneal(args: Any) -> int:
+    """`python -m disviz anneal`: run the test, write --out, print the per-factor IFP summary."""
+    ds = _load(args)
+    res = run_annealing(
+        ds,
+        factors=args.factors,
+        bases=args.bases,
+        steps=args.steps,
+        seed=args.seed,
+        schedule=args.schedule,
+        label_free=args.label_free,
+        device=args.device,
+        out=args.out,
+        progress=_stderr_progress,
+    )
+    print(file=sys.stderr)
+    assert res is not None
+    print(f"wrote {args.out} ({res['elapsed_s']:.1f} s on {res['settings']['device']})")
+    if res["mode"] == "label_free":
+        peaks = ", ".join(f"{b:.1f}" for b in res["label_free"]["peaks"]) or "none"
+        print(f"ΔKL/Δβ peaks at β = {peaks}")
+    else:
+        for name in res["ordering"]:
+            s = res["factors"][name]
+            med = "—" if s["median"] is None else f"{s['median']:.2f}"
+            vals = ", ".join("None" if v is None else f"{v:.1f}" for v in s["ifps"])
+            print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen)  [{vals}]")
+        print("ordering (high → low IFP): " + " > ".join(res["ordering"]))
+    return 0
+
+
+def cmd_bench(args: Any) -> int:
+    """`python -m disviz bench anneal`: wall time of 5 factors × --bases bases on --dataset.
+
+    On CUDA the full T = 8 000 steps run. On CPU a 200-step fraction is timed (warm-up excluded)
+    and extrapolated linearly to 8 000 steps; the output says which.
+    """
+    ds = _load(args)
+    dev = pick_device(args.device)
+    full = AnnealConfig().steps
+    steps = full if dev.type == "cuda" else 200
+    factors = _resolve_factors(ds, None)[:5]
+    t0 = time.perf_counter()
+    res = run_annealing(ds, factors=factors, bases=args.bases, steps=steps, seed=0, device=args.device)
+    wall = time.perf_counter() - t0
+    assert res is not None
+    runs = len(res["runs"])
+    print(f"anneal bench: {ds.name}, {len(factors)} factors x {args.bases} bases = {runs} runs batched, device {dev}")
+    if steps == full:
+        print(f"  full run ({steps} steps): {wall:.1f} s wall")
+    else:
+        per = res["elapsed_s"] / steps
+        print(f"  measured {steps} steps: {wall:.1f} s wall ({per * 1000:.0f} ms/step incl. setup)")
+        print(
+            f"  extrapolated to the reference {full} steps: {per * full / 60:.1f} min "
+            f"(linear in steps; 2000 steps: {per * 2000 / 60:.1f} min)"
+        )
+    return 0
