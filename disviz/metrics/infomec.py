@@ -40,9 +40,7 @@ def nmi_matrix(z: np.ndarray, c: np.ndarray, discrete: bool, n_neighbors: int = 
         zs = (z - z.mean(0)) / np.where(std > 0, std, 1.0)
         mi = np.stack(
             [
-                mutual_info_classif(
-                    zs, c[:, i], discrete_features=False, n_neighbors=n_neighbors, random_state=seed, n_jobs=-1
-                )
+                mutual_info_classif(zs, c[:, i], discrete_features=False, n_neighbors=n_neighbors, random_state=seed)
                 for i in range(c.shape[1])
             ]
         )
