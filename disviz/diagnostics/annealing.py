@@ -529,13 +529,13 @@ def cmd_anneal(args: Any) -> int:
 def cmd_bench(args: Any) -> int:
     """`python -m disviz bench anneal`: wall time of 5 factors × --bases bases on --dataset.
 
-    On CUDA the full T = 8 000 steps run. On CPU a 200-step fraction is timed (warm-up excluded)
+    On CUDA the full T = 8 000 steps run. On CPU a 20-step fraction is timed (setup included)
     and extrapolated linearly to 8 000 steps; the output says which.
     """
     ds = _load(args)
     dev = pick_device(args.device)
     full = AnnealConfig().steps
-    steps = full if dev.type == "cuda" else 200
+    steps = full if dev.type == "cuda" else 20
     factors = _resolve_factors(ds, None)[:5]
     t0 = time.perf_counter()
     res = run_annealing(ds, factors=factors, bases=args.bases, steps=steps, seed=0, device=args.device)

@@ -1,0 +1,147 @@
+"""IFP annealing test: extraction on synthetic curves, the batched run on a toy dataset, files."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from disviz.data.base import GroundTruthDataset
+from disviz.diagnostics.annealing import (
+    AnnealingResultError,
+    beta_schedule,
+    find_ifp,
+    ifp_density,
+    load_annealing_result,
+    run_annealing,
+)
+
+
+class Toy(GroundTruthDataset):
+    """Factor 'big' moves a 24x24 block (many pixels); factor 'small' toggles a 2x2 dot."""
+
+    name = "toy"
+    factor_names = ["big", "small"]
+    factor_sizes = (4, 2)
+    channels = 1
+    binary = True
+
+    def __init__(self) -> None:
+        self.factor_values = [np.arange(4), np.arange(2)]
+        self.options = {}
+
+    def _render(self, classes: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(classes), 64, 64, 1), np.uint8)
+        for i, (b, s) in enumerate(classes):
+            out[i, 4 + 10 * b : 28 + 10 * b, 4:28] = 255
+            if s:
+                out[i, 50:52, 50:52] = 255
+        return out
+
+
+def test_find_ifp_known_crossing_linear_interpolation():
+    beta = np.linspace(70, 1, 691)  # step 0.1
+    kl = np.where(beta < 20.0, (20.0 - beta) * 0.5, 0.0)  # crosses 0.1 at β = 19.8
+    assert find_ifp(beta, kl, 0.1, window=1) == pytest.approx(19.8, abs=0.11)
+
+
+def test_find_ifp_ignores_initial_kl_and_noise_spikes_after_smoothing():
+    rng = np.random.default_rng(0)
+    beta = beta_schedule(np.arange(4000), 4000)
+    kl = np.where(beta < 10.0, 2.0, 0.0) + 0.02 * rng.random(4000)
+    kl[:30] = 1.5  # random-init information, squeezed out at high β
+    kl[rng.choice(np.nonzero(beta > 12)[0], 10, replace=False)] = 5.0  # isolated spikes
+    ifp = find_ifp(beta, kl, 0.1, window=50)
+    assert ifp == pytest.approx(10.0, rel=0.05)
+    assert find_ifp(beta, kl, 0.1, window=1) > 12  # unsmoothed, a spike triggers early
+
+
+def test_find_ifp_never_crossing_is_none():
+    beta = np.linspace(70, 1, 500)
+    assert find_ifp(beta, np.zeros(500), 0.1, 50) is None  # never rises
+    assert find_ifp(beta, np.full(500, 3.0), 0.1, 50) is None  # never collapses
+
+
+def test_schedules():
+    assert beta_schedule(0, 100) == pytest.approx(71.0)
+    assert beta_schedule(100, 100, "exp", 70, 15) == pytest.approx(1 + 70 * np.exp(-15))
+    assert beta_schedule(np.array([0, 50, 100]), 100, "linear").tolist() == [70.0, 35.0, 1.0]
+
+
+def test_ifp_density_is_a_density_peaking_at_the_data():
+    grid = np.linspace(0, 100, 2001)
+    dens = ifp_density([30.0, 32.0, 31.0, None, float("nan")], grid)
+    assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-3)
+    assert 29 < grid[dens.argmax()] < 33
+    assert not ifp_density([], grid).any()
+
+
+def test_big_factor_freezes_at_higher_beta_and_file_round_trip(tmp_path):
+    out = tmp_path / "res.json"
+    res = run_annealing(
+        Toy(),
+        bases=2,
+        steps=400,
+        seed=0,
+        out=out,
+        beta_max=40.0,
+        gamma=6.0,
+        batch_size=8,
+        base_channels=4,
+        hidden=16,
+        lr=2e-3,
+        window=20,
+    )
+    big, small = res["factors"]["big"], res["factors"]["small"]
+    assert big["median"] is not None
+    assert small["median"] is None or big["median"] > small["median"]
+    assert res["ordering"][0] == "big"
+    loaded = load_annealing_result(out)
+    assert loaded["factors"]["big"]["ifps"] == pytest.approx(big["ifps"])
+    assert len(loaded["runs"]) == 4 and len(loaded["runs"][0]["beta"]) == len(loaded["runs"][0]["kl"])
+
+
+def test_stopped_run_writes_nothing(tmp_path):
+    stop = threading.Event()
+    out = tmp_path / "res.json"
+
+    def progress(frac: float, msg: str) -> None:
+        if frac > 0.3:
+            stop.set()
+
+    res = run_annealing(
+        Toy(), bases=1, steps=50, out=out, progress=progress, stop_event=stop, batch_size=2, base_channels=2, hidden=4
+    )
+    assert res is None and list(tmp_path.iterdir()) == []
+
+
+def test_malformed_files_give_clear_errors(tmp_path):
+    p = tmp_path / "x.json"
+    with pytest.raises(AnnealingResultError, match="no such"):
+        load_annealing_result(p)
+    p.write_text("{not json")
+    with pytest.raises(AnnealingResultError, match="not valid JSON"):
+        load_annealing_result(p)
+    p.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(AnnealingResultError, match="not a disviz annealing"):
+        load_annealing_result(p)
+    good = {
+        "format": "disviz-annealing",
+        "format_version": 1,
+        "settings": {},
+        "threshold": 0.1,
+        "factors": {},
+        "runs": [{"factor": "a", "beta": [1.0, 2.0], "kl": [0.0], "ifp": None}],
+    }
+    p.write_text(json.dumps(good))
+    with pytest.raises(AnnealingResultError, match="run 0"):
+        load_annealing_result(p)
+
+
+def test_unknown_factor_is_a_dataset_error():
+    from disviz.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="unknown factor"):
+        run_annealing(Toy(), factors=["nope"], steps=10)
