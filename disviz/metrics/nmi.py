@@ -11,28 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from disviz.errors import MetricError
-
-
-def histogram_discretize(latents: np.ndarray, bins: int = 20) -> np.ndarray:
-    """latents [N, D] -> int bin ids [N, D]; equal-width bins per latent (np.histogram edges + digitize)."""
-    z = np.asarray(latents, dtype=np.float64)
-    out = np.zeros(z.shape, dtype=np.int64)
-    for j in range(z.shape[1]):
-        edges = np.histogram(z[:, j], bins)[1]
-        out[:, j] = np.digitize(z[:, j], edges[:-1])  # as disentanglement_lib: values in 1..bins
-    return out
-
-
-def discrete_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
-    """Plug-in mutual information (nats) of two integer label vectors [N] (= sklearn mutual_info_score)."""
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    joint = np.zeros((ai.max() + 1, bi.max() + 1))
-    np.add.at(joint, (ai, bi), 1.0)
-    p = joint / joint.sum()
-    pa, pb = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
-    nz = p > 0
-    return float(max((p[nz] * np.log(p[nz] / (pa @ pb)[nz])).sum(), 0.0))
+from disviz.metrics._util import histogram_discretize, mutual_info_matrix
 
 
 def nmi_diffusion(
@@ -57,14 +36,9 @@ def nmi_diffusion(
     sizes = list(factor_sizes) if factor_sizes is not None else [len(np.unique(c[:, k])) for k in range(k_count)]
     if len(sizes) != k_count:
         raise MetricError(f"factor_sizes has {len(sizes)} entries for {k_count} factors")
-    zd = histogram_discretize(z, bins)
-    nmi = np.zeros((k_count, d))
-    for k in range(k_count):
-        h = np.log(sizes[k]) if sizes[k] > 1 else 0.0
-        if h <= 0:
-            continue
-        for j in range(d):
-            nmi[k, j] = discrete_mutual_info(zd[:, j], c[:, k]) / h
+    mi = mutual_info_matrix(c, histogram_discretize(z, bins))  # [K, D] nats
+    h = np.log(np.maximum(np.asarray(sizes, dtype=np.float64), 1.0))[:, None]  # ln #values_k
+    nmi = np.divide(mi, h, out=np.zeros_like(mi), where=h > 0)
     nmi = np.clip(nmi, 0.0, 1.0)
     ranked = -np.sort(-nmi, axis=1)
     nmi1 = ranked[:, 0]
