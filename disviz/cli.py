@@ -93,9 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--factors", nargs="*", default=None, help="factor names (default: all)")
     p.add_argument("--bases", type=int, default=8, help="random bases per factor")
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=2000,
+        help="annealing steps T (default 2000: same β(t) shape as the reference T=8000, see annealing.py)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="exp", choices=["exp", "linear"])
+    p.add_argument("--arch", default="mlp", choices=["mlp", "conv"], help="per-run VAE (default mlp; conv = reference)")
+    p.add_argument("--pool", type=int, default=None, help="k×k average pooling (default: 2 for mlp, 1 for conv)")
+    p.add_argument("--batch-size", type=int, default=None, help="per-run batch (default: full sweep; reference 64)")
     p.add_argument("--label-free", action="store_true", help="anneal one multi-latent VAE on the whole dataset")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
@@ -121,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("anneal", help="time a batched annealing run")
     p.add_argument("--dataset", default="dsprites")
     p.add_argument("--bases", type=int, default=8)
+    p.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
     p.add_argument("--device", default="auto")
     p.set_defaults(handler="disviz.diagnostics.annealing:cmd_bench")
     p = bench_sub.add_parser("app", help="server time of a slider move and of the first traversal")

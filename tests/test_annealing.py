@@ -7,10 +7,14 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from disviz.data.base import GroundTruthDataset
 from disviz.diagnostics.annealing import (
+    AnnealConfig,
     AnnealingResultError,
+    _factor_model,
+    _train,
     beta_schedule,
     find_ifp,
     ifp_density,
@@ -88,12 +92,8 @@ def test_big_factor_freezes_at_higher_beta_and_file_round_trip(tmp_path):
         out=out,
         beta_max=40.0,
         gamma=6.0,
-        batch_size=8,
-        base_channels=4,
-        hidden=16,
-        lr=2e-3,
         window=20,
-    )
+    )  # default arch and sizes (batched MLP, hidden 64, lr 5e-4, full batch, 2x2 pooling); short schedule
     big, small = res["factors"]["big"], res["factors"]["small"]
     assert big["median"] is not None
     assert small["median"] is None or big["median"] > small["median"]
@@ -111,9 +111,7 @@ def test_stopped_run_writes_nothing(tmp_path):
         if frac > 0.3:
             stop.set()
 
-    res = run_annealing(
-        Toy(), bases=1, steps=50, out=out, progress=progress, stop_event=stop, batch_size=2, base_channels=2, hidden=4
-    )
+    res = run_annealing(Toy(), bases=1, steps=50, out=out, progress=progress, stop_event=stop, hidden=4)
     assert res is None and list(tmp_path.iterdir()) == []
 
 
@@ -145,3 +143,34 @@ def test_unknown_factor_is_a_dataset_error():
 
     with pytest.raises(DatasetError, match="unknown factor"):
         run_annealing(Toy(), factors=["nope"], steps=10)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_batched_runs_are_independent(arch):
+    """Changing one run's images leaves every other run's KL/recon curve unchanged (both archs, full
+    batch with runs of different lengths: grouped bmm for mlp, padding + mask for conv)."""
+    rng = np.random.default_rng(0)
+    sweeps = [(rng.random((n, 64, 64, 1)) > 0.7).astype(np.uint8) * 255 for n in (4, 4, 2, 3)]
+    changed = [s.copy() for s in sweeps]
+    changed[2] = 255 - changed[2]
+    cfg = AnnealConfig(steps=25, arch=arch, hidden=8, base_channels=2)
+    cfg.validate()
+    curves = []
+    for data in (sweeps, changed):
+        torch.manual_seed(0)
+        model, step = _factor_model(data, cfg, 1, True, torch.device("cpu"))
+        curves.append(_train(model, step, cfg, torch.device("cpu"), 0, None, None, "t"))
+    a, b = curves
+    for key in ("kl", "recon"):
+        assert not np.allclose(a[key][:, 2], b[key][:, 2])
+        keep = [0, 1, 3]
+        np.testing.assert_allclose(a[key][:, keep], b[key][:, keep], rtol=1e-5, atol=1e-5)
+
+
+def test_bad_arch_and_pool_are_training_errors():
+    from disviz.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="arch"):
+        run_annealing(Toy(), steps=10, arch="rnn")
+    with pytest.raises(TrainingError, match="pool"):
+        run_annealing(Toy(), steps=10, arch="conv", pool=2)

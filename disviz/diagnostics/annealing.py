@@ -6,16 +6,33 @@ from high to low; the latent's KL (≈ I(x; z)) stays ~0 until β falls below th
 *information freezing point* (IFP), then rises. Repeating over bases gives an IFP distribution
 per factor (position freezes at high β, shape/orientation at low β in dSprites).
 
-Batching: all factor × base runs are trained together as ONE vectorised model
-(``BatchedVAE``): convolutions are grouped (groups = number of runs) and the fully-connected
-layers are batched matmuls, so R runs cost one forward/backward per step. Adam is element-wise,
-so the runs stay independent exactly as if trained one by one.
+Batching: all factor × base runs are trained together as ONE vectorised model; Adam is
+element-wise and runs share no parameters, so the runs stay independent exactly as if trained one
+by one (tested). Each step is **full batch over each run's own sweep** (|V_k| ≤ 40 images: shape
+3, scale 6, orientation 40, posX/posY 32) instead of the reference's 64 images sampled with
+replacement from those same ≤ 40 images: same data distribution, no sampling noise, and far less
+compute (``batch_size=64`` restores the reference sampling).
 
-Architecture (per run; a narrow version of the §0 backbone): encoder 4 × [conv 4×4 stride 2,
-ReLU] with ``base_channels`` channels (64→32→16→8→4), FC ``16·c → hidden`` ReLU, FC → (μ, ln σ²);
-decoder FC ``d → hidden`` ReLU, FC → ``16·c`` ReLU, 4 × transposed conv 4×4 stride 2 (ReLU between)
-back to 64×64 logits. Bernoulli likelihood for binary data, L2 (Gaussian, σ=1 up to a constant)
-for RGB. Batch 64 drawn with replacement from the run's sweep images.
+Architecture (``arch``). Default ``"mlp"`` (``BatchedMLPVAE``): per run an MLP encoder
+``C·S·S → hidden → 2`` (μ, ln σ²) and decoder ``1 → hidden → C·S·S`` logits, evaluated as batched
+matmuls (``torch.baddbmm``) over runs; runs with equal |V_k| form one bmm group, so nothing is
+padded. Images are 2×2 average-pooled to 32×32 (``pool``; the pooled grey levels still
+separate every dSprites position, scale and orientation step). Why the default: the IFP measures
+how much the factor's images are worth to the reconstruction against β·KL; a one-latent MLP VAE
+can represent ≤ 40 images, and on 2 loaded CPU cores the reference conv backbone (``"conv"``:
+``BatchedVAE``, grouped convolutions, 4 × [conv 4×4 stride 2] with ``base_channels`` channels,
+FC ``hidden``) measured 12.7 s/step for 40 runs × batch 64 (8 000 steps ≈ 28 h), while the MLP on
+full batches at 32×32 runs a 40-run step in ~0.1–0.3 s (``python -m disviz bench anneal``). The
+conv backbone stays available (full batch via padding + mask) and is what the reference uses.
+The MLP decoder's latent-input weights start ×0.01 (``latent_init``): with a randomly initialised
+decoder that is very sensitive to z the VAE first shrinks σ (KL grows without information) and
+the KL trace shows a spurious early rise that is an optimisation transient, not a freezing point.
+
+Steps: the reference uses T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T). ``AnnealConfig``
+keeps T = 8 000; the CLI defaults to ``--steps 2000`` (same β(t) shape, 4× shorter) so a dSprites
+run of 5 factors × 8 bases takes minutes on 2 CPU cores.
+
+Bernoulli likelihood for binary data, L2 (Gaussian, σ=1 up to a constant) for RGB.
 
 Interpretations [I] (all config fields): the IFP is read on a moving-median-smoothed KL trace
 (window 50) as the β where the smoothed KL first rises above 0.1 nat *after* it has collapsed
@@ -26,6 +43,7 @@ runs whose KL never collapses or never rises report ``None``. The reference's ea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,10 +84,12 @@ class AnnealConfig:
     gamma: float = 15.0
     threshold: float = 0.1  # nat
     window: int = 50  # moving-median window for the KL trace [I]
-    batch_size: int = 64
+    arch: str = "mlp"  # "mlp": batched one-hidden-layer MLP VAE per run; "conv": the reference tiny conv backbone
+    batch_size: int | None = None  # None: full batch (each run's own |V_k| images); int: sample with replacement
     lr: float = 5e-4  # early DEFT default (Adam 5e-4)
-    base_channels: int = 8
+    base_channels: int = 8  # conv arch only
     hidden: int = 64
+    pool: int | None = None  # k×k average pooling before training; None: 2 for "mlp" (32×32), 1 for "conv"
     latent_dim: int = 1  # per run (1 for the IFP test; label-free uses 10)
     stop_recon: float | None = None  # truncate a run's curve once its recon < this (reference: 1.0)
     max_points: int = 400  # curve points kept in the JSON per run
@@ -78,8 +98,14 @@ class AnnealConfig:
     def validate(self) -> None:
         if self.schedule not in ("exp", "linear"):
             raise TrainingError(f"schedule must be 'exp' or 'linear', got {self.schedule!r}")
-        if self.steps < 2 or self.batch_size < 1 or self.window < 1:
-            raise TrainingError("steps must be >= 2 and batch_size, window >= 1")
+        if self.arch not in ("mlp", "conv"):
+            raise TrainingError(f"arch must be 'mlp' or 'conv', got {self.arch!r}")
+        if self.steps < 2 or (self.batch_size is not None and self.batch_size < 1) or self.window < 1:
+            raise TrainingError("steps must be >= 2 and batch_size (when given), window >= 1")
+        if self.pool is None:
+            self.pool = 2 if self.arch == "mlp" else 1
+        if self.pool < 1 or 64 % self.pool or (self.arch == "conv" and self.pool != 1):
+            raise TrainingError(f"pool must divide 64 (and be 1 for arch 'conv'), got {self.pool}")
         if self.beta_max <= 0 or self.threshold <= 0:
             raise TrainingError("beta_max and threshold must be positive")
 
@@ -207,17 +233,68 @@ class BatchedVAE(nn.Module):
                 h = F.relu(h)
         return h.reshape(b, self.r, self.ch, 64, 64)
 
-    def losses(self, x: torch.Tensor, binary: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [B, R, C, 64, 64] -> (recon [R], KL [R], KL per latent [R, d]), batch means."""
+    def losses(
+        self, x: torch.Tensor, binary: bool, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, R, C, 64, 64] (mask [B, R]: 1 = real image, 0 = padding) -> (recon [R], KL [R],
+        KL per latent [R, d]), means over each run's real images."""
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         logits = self.decode(z)
-        if binary:
-            rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-        else:
-            rec = (torch.sigmoid(logits) - x).pow(2)
-        recon = rec.sum((2, 3, 4)).mean(0)  # [R]
-        kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(0)  # [R, d]
+        rec = _recon(logits, x, binary).sum((2, 3, 4))  # [B, R]
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1)  # [B, R, d]
+        if mask is None:
+            return rec.mean(0), kl.mean(0).sum(1), kl.mean(0)
+        n = mask.sum(0).clamp_min(1)  # [R]
+        kl_dim = (kl * mask[..., None]).sum(0) / n[:, None]  # [R, d]
+        return (rec * mask).sum(0) / n, kl_dim.sum(1), kl_dim
+
+
+def _recon(logits: torch.Tensor, x: torch.Tensor, binary: bool) -> torch.Tensor:
+    """Per-pixel reconstruction loss: Bernoulli (binary data) or L2 on sigmoid outputs (RGB)."""
+    if binary:
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    return (torch.sigmoid(logits) - x).pow(2)
+
+
+class BatchedMLPVAE(nn.Module):
+    """R independent one-hidden-layer MLP VAEs as batched matmuls (``torch.baddbmm`` over runs).
+
+    Per run: encoder ``D -> hidden`` ReLU ``-> 2d`` (μ, ln σ²); decoder ``d -> hidden`` ReLU
+    ``-> D`` logits, with D = C·S·S pixels. Weights are stacked [R, in, out]; a forward pass on a
+    contiguous slice of runs uses a view of them, so runs with different image counts (factors
+    with different |V_k|) are trained full-batch without padding, one bmm per group.
+    """
+
+    def __init__(self, runs: int, pixels: int, latent_dim: int = 1, hidden: int = 64, latent_init: float = 0.01):
+        super().__init__()
+        self.r, self.dpix, self.d = runs, pixels, latent_dim
+        self.w = nn.ParameterDict()
+        self.b = nn.ParameterDict()
+        for name, (i, o) in {"e1": (pixels, hidden), "e2": (hidden, 2 * latent_dim), "d1": (latent_dim, hidden),
+                             "d2": (hidden, pixels)}.items():  # fmt: skip
+            bound = 1.0 / math.sqrt(i)  # nn.Linear's default init, per run
+            self.w[name] = nn.Parameter(torch.empty(runs, i, o).uniform_(-bound, bound))
+            self.b[name] = nn.Parameter(torch.empty(runs, 1, o).uniform_(-bound, bound))
+        with torch.no_grad():  # decoder nearly blind to z at init (see the module docstring)
+            self.w["d1"].mul_(latent_init)
+
+    def _lin(self, x: torch.Tensor, name: str, sl: slice) -> torch.Tensor:
+        # x: [R_g, N, in] -> [R_g, N, out] with the weights of runs ``sl``
+        return torch.baddbmm(self.b[name][sl], x, self.w[name][sl])
+
+    def losses(
+        self, x: torch.Tensor, binary: bool, sl: slice | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [R_g, N, D] for runs ``sl`` (default all) -> (recon [R_g], KL [R_g], KL per latent [R_g, d])."""
+        sl = slice(0, self.r) if sl is None else sl
+        h = F.relu(self._lin(x, "e1", sl))
+        out = self._lin(h, "e2", sl)  # [R_g, N, 2d]
+        mu, logvar = out[..., : self.d], out[..., self.d :]
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        logits = self._lin(F.relu(self._lin(z, "d1", sl)), "d2", sl)  # [R_g, N, D]
+        recon = _recon(logits, x, binary).sum(2).mean(1)  # [R_g]
+        kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(1)  # [R_g, d]
         return recon, kl_dim.sum(1), kl_dim
 
 
@@ -226,11 +303,25 @@ def _subsample(n: int, max_points: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
 
 
+@contextlib.contextmanager
+def _flush_denormals(device: torch.device) -> Iterator[None]:
+    """Flush subnormal floats to zero on CPU while annealing (restored after): late in a run (β ≈ 1)
+    unused weights and Adam moments decay into subnormals, which made CPU steps several times slower."""
+    on = device.type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if on:
+            torch.set_flush_denormal(False)
+
+
+StepLosses = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 def _train(
-    model: BatchedVAE,
-    next_batch: Callable[[torch.Generator], torch.Tensor],
+    model: nn.Module,
+    step_losses: StepLosses,
     cfg: AnnealConfig,
-    binary: bool,
     device: torch.device,
     seed: int,
     progress: Progress | None,
@@ -243,28 +334,81 @@ def _train(
     betas = beta_schedule(np.arange(cfg.steps), cfg.steps, cfg.schedule, cfg.beta_max, cfg.gamma)
     rec_hist, kl_hist, dim_hist = [], [], []
     report_every = max(cfg.steps // 100, 1)
-    for t in range(cfg.steps):
-        if stop_event is not None and stop_event.is_set():
-            return None
-        x = next_batch(gen)  # x: [B, R, C, 64, 64]
-        recon, kl, kl_dim = model.losses(x, binary)
-        loss = (recon + float(betas[t]) * kl).sum()  # runs share no parameters: sum = independent runs
-        if not torch.isfinite(loss):
-            raise TrainingError(f"annealing diverged at step {t} (non-finite loss); try a smaller --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        rec_hist.append(recon.detach())
-        kl_hist.append(kl.detach())
-        dim_hist.append(kl_dim.detach())
-        if progress is not None and (t % report_every == 0 or t == cfg.steps - 1):
-            progress((t + 1) / cfg.steps, f"{label}: step {t + 1}/{cfg.steps}, β={betas[t]:.2f}")
+    with _flush_denormals(device):
+        for t in range(cfg.steps):
+            if stop_event is not None and stop_event.is_set():
+                return None
+            recon, kl, kl_dim = step_losses(gen)  # [R], [R], [R, d]
+            loss = (recon + float(betas[t]) * kl).sum()  # runs share no parameters: sum = independent runs
+            if not torch.isfinite(loss):
+                raise TrainingError(f"annealing diverged at step {t} (non-finite loss); try a smaller --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            rec_hist.append(recon.detach())
+            kl_hist.append(kl.detach())
+            dim_hist.append(kl_dim.detach())
+            if progress is not None and (t % report_every == 0 or t == cfg.steps - 1):
+                progress((t + 1) / cfg.steps, f"{label}: step {t + 1}/{cfg.steps}, β={betas[t]:.2f}")
     return {
         "beta": betas,
         "recon": torch.stack(rec_hist).cpu().numpy(),
         "kl": torch.stack(kl_hist).cpu().numpy(),
         "kl_dim": torch.stack(dim_hist).cpu().numpy(),
     }
+
+
+def _pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x [N, C, 64, 64] -> [N, C, 64/k, 64/k] by k×k average pooling (k = 1: unchanged)."""
+    return x if k == 1 else F.avg_pool2d(x, k)
+
+
+def _factor_model(
+    sweeps: list[np.ndarray], cfg: AnnealConfig, c: int, binary: bool, dev: torch.device
+) -> tuple[nn.Module, StepLosses]:
+    """One vectorised model for all runs (one per sweep, uint8 [N_r, 64, 64, C]) and its step closure.
+
+    Full batch (``batch_size=None``): every step sees each run's own |V_k| images exactly once.
+    The MLP groups contiguous runs of equal length (one bmm per group, no padding); the conv
+    backbone pads to the longest sweep and masks the padding out of the means. With an int
+    ``batch_size`` each run samples that many of its images with replacement (the reference's 64).
+    """
+    r, lens = len(sweeps), [len(im) for im in sweeps]
+    to_t = lambda im: _pool(torch.from_numpy(im).to(dev).permute(0, 3, 1, 2).float() / 255.0, cfg.pool)  # noqa: E731
+    data = [to_t(im) for im in sweeps]  # [N_r, C, S, S] each
+    n_max = max(lens)
+    padded = torch.zeros(r, n_max, *data[0].shape[1:], device=dev)  # [R, Nmax, C, S, S]
+    mask = torch.zeros(r, n_max, device=dev)
+    for i, x in enumerate(data):
+        padded[i, : len(x)], mask[i, : len(x)] = x, 1.0
+    length = torch.tensor(lens, device=dev, dtype=torch.float32)
+    rows = torch.arange(r, device=dev)[:, None]
+
+    def sample(g: torch.Generator) -> torch.Tensor:
+        idx = (torch.rand(r, cfg.batch_size, generator=g, device=dev) * length[:, None]).long()  # [R, B]
+        return padded[rows, idx]  # [R, B, C, S, S]
+
+    if cfg.arch == "mlp":
+        mlp = BatchedMLPVAE(r, padded[0, 0].numel(), cfg.latent_dim, cfg.hidden).to(dev)
+        if cfg.batch_size is not None:
+            return mlp, lambda g: mlp.losses(sample(g).flatten(2), binary)
+        groups: list[tuple[slice, torch.Tensor]] = []
+        start = 0
+        for i in range(1, r + 1):
+            if i == r or lens[i] != lens[start]:
+                groups.append((slice(start, i), torch.stack(data[start:i]).flatten(2)))  # [R_g, N, D]
+                start = i
+
+        def full(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            parts = [mlp.losses(x, binary, sl) for sl, x in groups]
+            return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
+
+        return mlp, full
+    conv = BatchedVAE(r, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
+    if cfg.batch_size is not None:
+        return conv, lambda g: conv.losses(sample(g).transpose(0, 1), binary)
+    x_all, m_all = padded.transpose(0, 1).contiguous(), mask.t().contiguous()  # [Nmax, R, ...], [Nmax, R]
+    return conv, lambda g: conv.losses(x_all, binary, m_all)
 
 
 def _resolve_factors(ds: GroundTruthDataset, factors: Sequence[str] | None) -> list[str]:
@@ -340,11 +484,14 @@ def run_annealing(
     }
 
     if label_free:
-        model = BatchedVAE(1, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
-        sampler = iter(ds.batch_sampler(cfg.batch_size, dev, seed))
-        hist = _train(
-            model, lambda g: next(sampler)[:, None], cfg, ds.binary, dev, seed, progress, stop_event, "label-free"
-        )
+        sampler = iter(ds.batch_sampler(cfg.batch_size or 64, dev, seed))  # [B, C, 64, 64]
+        if cfg.arch == "mlp":
+            model: nn.Module = BatchedMLPVAE(1, c * (64 // cfg.pool) ** 2, cfg.latent_dim, cfg.hidden).to(dev)
+            step = lambda g: model.losses(_pool(next(sampler), cfg.pool).flatten(1)[None], ds.binary)  # noqa: E731
+        else:
+            model = BatchedVAE(1, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
+            step = lambda g: model.losses(next(sampler)[:, None], ds.binary)  # noqa: E731
+        hist = _train(model, step, cfg, dev, seed, progress, stop_event, "label-free")
         if hist is None:
             return None
         keep = _subsample(cfg.steps, cfg.max_points)
@@ -382,22 +529,8 @@ def run_annealing(
         for name in names:
             for base in ds.sample_factors(bases, rng):
                 plan.append((name, [int(v) for v in base], ds.images(ds.sweep(name, base))))
-        r, n_max = len(plan), max(len(p[2]) for p in plan)
-        imgs = torch.zeros(r, n_max, c, 64, 64)
-        for i, (_, _, im) in enumerate(plan):
-            imgs[i, : len(im)] = torch.from_numpy(im).permute(0, 3, 1, 2).float() / 255.0
-        imgs = imgs.to(dev)  # [R, Nmax, C, 64, 64]
-        lengths = torch.tensor([len(p[2]) for p in plan], device=dev, dtype=torch.float32)
-        rows = torch.arange(r, device=dev)[:, None]
-
-        def next_batch(g: torch.Generator) -> torch.Tensor:
-            idx = (torch.rand(r, cfg.batch_size, generator=g, device=dev) * lengths[:, None]).long()  # [R, B]
-            return imgs[rows, idx].transpose(0, 1)  # [B, R, C, 64, 64]
-
-        model = BatchedVAE(r, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
-        hist = _train(
-            model, next_batch, cfg, ds.binary, dev, seed, progress, stop_event, f"{len(names)} factors x {bases} bases"
-        )
+        model, step = _factor_model([im for _, _, im in plan], cfg, c, ds.binary, dev)
+        hist = _train(model, step, cfg, dev, seed, progress, stop_event, f"{len(names)} factors x {bases} bases")
         if hist is None:
             return None
         runs = []
@@ -509,6 +642,9 @@ def cmd_anneal(args: Any) -> int:
         device=args.device,
         out=args.out,
         progress=_stderr_progress,
+        arch=args.arch,
+        pool=args.pool,
+        batch_size=args.batch_size,
     )
     print(file=sys.stderr)
     assert res is not None
@@ -537,17 +673,25 @@ def cmd_bench(args: Any) -> int:
     full = AnnealConfig().steps
     steps = full if dev.type == "cuda" else 20
     factors = _resolve_factors(ds, None)[:5]
-    t0 = time.perf_counter()
-    res = run_annealing(ds, factors=factors, bases=args.bases, steps=steps, seed=0, device=args.device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    arch = getattr(args, "arch", "mlp")
+    res = run_annealing(ds, factors=factors, bases=args.bases, steps=steps, seed=0, device=args.device, arch=arch)
     wall = time.perf_counter() - t0
     assert res is not None
     runs = len(res["runs"])
-    print(f"anneal bench: {ds.name}, {len(factors)} factors x {args.bases} bases = {runs} runs batched, device {dev}")
+    print(
+        f"anneal bench: {ds.name}, {len(factors)} factors x {args.bases} bases = {runs} runs batched, "
+        f"arch {arch}, full batch, device {dev}"
+    )
     if steps == full:
         print(f"  full run ({steps} steps): {wall:.1f} s wall")
     else:
         per = res["elapsed_s"] / steps
-        print(f"  measured {steps} steps: {wall:.1f} s wall ({per * 1000:.0f} ms/step incl. setup)")
+        cpu = time.process_time() - c0
+        print(
+            f"  measured {steps} steps: {wall:.1f} s wall, {cpu:.1f} s CPU ({per * 1000:.0f} ms/step incl. setup; "
+            f"torch threads {torch.get_num_threads()})"
+        )
         print(
             f"  extrapolated to the reference {full} steps: {per * full / 60:.1f} min "
             f"(linear in steps; 2000 steps: {per * 2000 / 60:.1f} min)"
