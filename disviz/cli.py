@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-store", action="store_true", help="do not write the report into card.json")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--sampling",
+        default="pool",
+        choices=["pool", "fresh"],
+        help="FactorVAE/BetaVAE votes: from the encoded samples (pool, fast) or freshly rendered (reference)",
+    )
     _add_data_option(p)
     p.set_defaults(handler="disviz.metrics.evaluate:cmd_evaluate")
 

@@ -215,3 +215,48 @@ def test_constant_factor_is_dropped() -> None:
     out = mig(z, c_with_const)
     assert out["factors_used"] == list(range(K))
     assert out["mig"] == pytest.approx(mig(z, c)["mig"])
+
+
+def _pools(mix: np.ndarray, noise: float = 0.0, n: int = 4000) -> dict:
+    src = _src(mix, noise)
+    rng = np.random.default_rng(5)
+    c, ct = src.sample_factors(n, rng), src.sample_factors(n // 2, rng)
+    return {"sampling": "pool", "pool": (src.images_from_factors(c), c), "eval_pool": (src.images_from_factors(ct), ct)}
+
+
+def test_pool_draws_share_the_fixed_value_without_replacement() -> None:
+    from disviz.metrics._sampling import FactorPool
+
+    rng = np.random.default_rng(0)
+    c = np.stack([rng.integers(0, 3, 500), rng.integers(0, 40, 500)], axis=1)  # factor 1: ~12 per value < 64
+    pool = FactorPool(rng.standard_normal((500, 2)), c)
+    ks = rng.integers(0, 2, 300)
+    anchors = rng.integers(0, 500, 300)
+    idx = pool.same_value(anchors, ks, 64, rng)  # [300, 64]
+    assert np.all(c[idx, ks[:, None]] == c[anchors, ks][:, None])
+    big = ks == 0  # ~167 members per value: no repeats
+    assert all(len(set(row)) == 64 for row in idx[big])
+    i1 = rng.integers(0, 500, (300, 64))
+    i2 = pool.partner(i1, ks, rng)
+    assert np.all(c[i1, ks[:, None]] == c[i2, ks[:, None]]) and np.all(i1 != i2)
+
+
+def test_pool_sampling_agrees_with_fresh() -> None:
+    """Pool votes approximate fresh ones: identity ≈ 1, constant ≈ 0, a noisy mix within a tolerance."""
+    eye = np.eye(K)
+    kw = {"n_train": 1000, "n_eval": 500}
+    assert factorvae_score(None, None, **kw, **_pools(eye))["factorvae"] >= 0.9
+    assert betavae_score(None, None, **kw, **_pools(eye))["betavae"] >= 0.9
+    assert factorvae_score(None, None, **kw, **_pools(np.zeros((K, K))))["factorvae"] <= 0.2
+    assert betavae_score(None, None, **kw, **_pools(np.zeros((K, K))))["betavae"] <= 0.2
+    mix = eye + 0.6 * np.random.default_rng(1).standard_normal((K, K))
+    for fn, key in ((factorvae_score, "factorvae"), (betavae_score, "betavae")):
+        pool = fn(None, None, **kw, **_pools(mix, noise=2.0))
+        fresh = fn(_src(mix, noise=2.0), lambda o: o, **kw, sampling="fresh")
+        assert pool["settings"]["sampling"] == "pool" and fresh["settings"]["sampling"] == "fresh"
+        assert 0.2 < fresh[key] < 0.95  # not saturated, so the comparison means something
+        assert abs(pool[key] - fresh[key]) <= 0.1, (key, pool[key], fresh[key])
+    with pytest.raises(MetricError, match="needs pool"):
+        factorvae_score(None, None, sampling="pool")
+    with pytest.raises(MetricError, match="unknown sampling"):
+        betavae_score(None, None, sampling="bogus")

@@ -42,6 +42,8 @@ def test_evaluate_report(setup) -> None:
     seen: list[float] = []
     report = evaluate_fn(model, ds, n=120, seed=0, preset="fast", counts=SMALL, progress=lambda f, m: seen.append(f))
     json.dumps(report)  # JSON-able, no numpy leftovers
+    assert report["settings"]["intervention_sampling"] == "pool"  # the default: votes from the encodings
+    assert report["details"]["factorvae"]["settings"]["n_variance"] == 120  # global variance from the n pool
     scores = report["scores"]
     for key in (
         "infom",

@@ -44,3 +44,77 @@ def varying_factors(dataset: FactorSource) -> np.ndarray:
     if idx.size == 0:
         raise MetricError("the dataset has no factor with more than one value")
     return idx
+
+
+class FactorPool:
+    """Already-encoded samples z [N, D] with their classes [N, K], grouped by (factor, value) once.
+
+    Pool sampling (``sampling="pool"`` in the FactorVAE/BetaVAE scores) draws each vote's points
+    from here instead of rendering and encoding fresh images: one argsort per factor gives every
+    (k, value) group as a contiguous run of ``order[:, k]``, and a whole batch of votes is then
+    drawn with numpy at once. It is an approximation of the reference: different votes reuse
+    points, but with uniformly sampled factors each vote's points have the same distribution as
+    freshly generated ones (pool points are i.i.d. draws of the data distribution).
+    """
+
+    def __init__(self, latents: np.ndarray, classes: np.ndarray):
+        z = np.asarray(latents, dtype=np.float64)
+        c = np.asarray(classes)
+        if z.ndim != 2 or c.ndim != 2 or z.shape[0] != c.shape[0] or z.shape[0] < 2:
+            raise MetricError(
+                f"pool sampling needs latents [N, D] and classes [N, K] with the same N >= 2; "
+                f"got {z.shape} and {c.shape}"
+            )
+        if not np.all(np.isfinite(z)):
+            raise MetricError("the encoder produced NaN or inf latents; the model diverged")
+        n, k = c.shape
+        codes = np.stack([np.unique(c[:, j], return_inverse=True)[1].reshape(-1) for j in range(k)], axis=1)
+        self.z, self.codes = z, codes.astype(np.int64)  # [N, D], [N, K]
+        self.order = np.argsort(self.codes, axis=0, kind="stable")  # [N, K]: group (k, v) is a contiguous run
+        self.rank = np.empty_like(self.order)  # rank[i, k] = position of sample i in order[:, k]
+        self.rank[self.order, np.arange(k)] = np.arange(n)[:, None]
+        vmax = int(self.codes.max()) + 1
+        self.counts = np.stack([np.bincount(self.codes[:, j], minlength=vmax) for j in range(k)])  # [K, V]
+        self.starts = np.cumsum(self.counts, axis=1) - self.counts  # [K, V]
+
+    @property
+    def n(self) -> int:
+        return int(self.z.shape[0])
+
+    def varying(self) -> np.ndarray:
+        """Factors with more than one value in the pool."""
+        idx = np.flatnonzero(self.codes.max(0) > 0)
+        if idx.size == 0:
+            raise MetricError("pool sampling: every factor is constant in the pool; nothing to intervene on")
+        return idx
+
+    def same_value(self, anchors: np.ndarray, ks: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+        """Pool indices [V, m]: for each vote, m points sharing factor ks[v]'s value with point anchors[v].
+
+        Without replacement (vectorised Floyd sampling: a loop over the m positions, not over
+        votes) when the group has >= m members, with replacement otherwise.
+        """
+        vals = self.codes[anchors, ks]  # [V]
+        cnt, st = self.counts[ks, vals], self.starts[ks, vals]  # [V]
+        off = (rng.random((ks.size, m)) * cnt[:, None]).astype(np.int64)  # with replacement [V, m]
+        big = cnt >= m
+        if big.any():
+            c = cnt[big]  # [B]
+            sel = np.empty((c.size, m), dtype=np.int64)
+            for i in range(m):  # Floyd: uniform m-subset of range(c), per vote
+                j = c - m + i
+                t = (rng.random(c.size) * (j + 1)).astype(np.int64)
+                dup = (sel[:, :i] == t[:, None]).any(1)
+                sel[:, i] = np.where(dup, j, t)
+            off[big] = sel
+        return self.order[st[:, None] + off, ks[:, None]]
+
+    def partner(self, idx: np.ndarray, ks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """For pool indices idx [V, B], another point sharing factor ks[v]'s value (itself only if alone)."""
+        kk = np.broadcast_to(ks[:, None], idx.shape)
+        vals = self.codes[idx, kk]  # [V, B]
+        cnt, st = self.counts[kk, vals], self.starts[kk, vals]
+        pos = self.rank[idx, kk] - st  # own position inside the group
+        off = (rng.random(idx.shape) * np.maximum(cnt - 1, 1)).astype(np.int64)
+        off = np.where(cnt > 1, off + (off >= pos), pos)  # skip itself
+        return self.order[st + off, kk]
