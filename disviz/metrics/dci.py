@@ -20,9 +20,13 @@ from disviz.errors import MetricError
 from disviz.metrics._util import check_inputs, split
 
 ESTIMATORS = ("random_forest", "gbt")
+#: bootstrap size per tree as a fraction of the training set (None: n, as tripod). 0.5 cuts the
+#: CPU time by ~40% (10k x 10 latents, 5 dSprites factors: 67 -> 40 CPU s) and moved D/C by ~0.02
+#: on the bench representation; informativeness unchanged.
+MAX_SAMPLES: float | None = 0.5
 
 
-def _make(estimator: str, seed: int, n_estimators: int = 100) -> Any:
+def _make(estimator: str, seed: int, n_estimators: int = 100, max_samples: float | None = MAX_SAMPLES) -> Any:
     if estimator == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 
@@ -31,6 +35,7 @@ def _make(estimator: str, seed: int, n_estimators: int = 100) -> Any:
             criterion="entropy",
             max_depth=10,
             max_features=None,
+            max_samples=max_samples,
             random_state=seed,
             n_jobs=-1,
         )
@@ -79,8 +84,11 @@ def dci(
     test_fraction: float = 1 / 3,
     seed: int = 0,
     n_estimators: int = 100,
+    max_samples: float | None = MAX_SAMPLES,
 ) -> dict[str, Any]:
     """Importance matrix [D, K] from one classifier per factor + D, C and I (train/test accuracy).
+
+    The forest fits its trees in parallel on every core (``n_jobs=-1``, threads).
 
     Without a test set the samples are split (``test_fraction``; 10k/5k in the papers).
     """
@@ -104,7 +112,7 @@ def dci(
             train_acc.append(1.0)
             test_acc.append(float(np.mean(ct[:, k] == y[0])))
             continue
-        clf = _make(estimator, seed, n_estimators)
+        clf = _make(estimator, seed, n_estimators, max_samples)
         clf.fit(z, y)
         importance[:, k] = np.abs(clf.feature_importances_)
         train_acc.append(float(np.mean(clf.predict(z) == y)))
@@ -118,7 +126,8 @@ def dci(
         "factors_used": keep,
         "settings": {
             "estimator": estimator,
-            "estimator_params": f"RandomForestClassifier({n_estimators}, entropy, max_depth=10, max_features=None)"
+            "estimator_params": f"RandomForestClassifier({n_estimators}, entropy, max_depth=10, max_features=None, "
+            f"max_samples={max_samples}, n_jobs=-1)"
             if estimator == "random_forest"
             else "GradientBoostingClassifier() defaults",
             "n_train": int(z.shape[0]),

@@ -5,7 +5,8 @@ set for DCI/SAP, FactorVAE 10k/5k votes of 64 on 10k variance samples, BetaVAE 1
 64 pairs — the intervention metrics render ~1-2M images, GPU-sized); 'fast' (the app) follows
 disent's fast mode (FactorVAE 700/350 votes on 1k variance samples; BetaVAE 350/175 points, our
 choice as disent has no fast BetaVAE; DCI/SAP test set n/2).
-DCI uses the RandomForest estimator in both (see dci.py; 100 trees as tripod in "paper", 30 in "fast");
+DCI uses the RandomForest estimator in both (see dci.py; 100 trees as tripod in "paper", 30 in "fast",
+bootstrap max_samples=0.5 of the n training samples per tree in both);
 pass ``dci_estimator="gbt"`` for the reference GradientBoosting. Every setting is stored in the report.
 """
 
