@@ -2,12 +2,15 @@
 
 Presets (metrics.md §8): 'paper' uses the published sample counts (10k encodings + a 5k test
 set for DCI/SAP, FactorVAE 10k/5k votes of 64 on 10k variance samples, BetaVAE 10k/5k points of
-64 pairs — the intervention metrics render ~1-2M images, GPU-sized); 'fast' (the app) follows
+64 pairs); 'fast' (the app) follows
 disent's fast mode (FactorVAE 700/350 votes on 1k variance samples; BetaVAE 350/175 points, our
 choice as disent has no fast BetaVAE; DCI/SAP test set n/2).
 DCI uses the RandomForest estimator in both (see dci.py; 100 trees as tripod in "paper", 30 in "fast",
 bootstrap max_samples=0.5 of the n training samples per tree in both);
 pass ``dci_estimator="gbt"`` for the reference GradientBoosting. Every setting is stored in the report.
+FactorVAE/BetaVAE votes use pool sampling by default (drawn from the n / n_test encodings, no new
+images; an approximation, see factorvae.py); ``sampling="fresh"`` renders and encodes new images per
+vote as disentanglement_lib does (~1M / ~1.9M images at the paper counts, GPU-sized).
 """
 
 from __future__ import annotations
