@@ -22,15 +22,18 @@ how much the factor's images are worth to the reconstruction against β·KL; a o
 can represent ≤ 40 images, and on 2 loaded CPU cores the reference conv backbone (``"conv"``:
 ``BatchedVAE``, grouped convolutions, 4 × [conv 4×4 stride 2] with ``base_channels`` channels,
 FC ``hidden``) measured 12.7 s/step for 40 runs × batch 64 (8 000 steps ≈ 28 h), while the MLP on
-full batches at 32×32 runs a 40-run step in ~0.1–0.3 s (``python -m disviz bench anneal``). The
+full batches at 32×32 runs a 40-run step in ~0.1–0.3 s (``python -m disviz bench anneal``): a
+5 factor × 8 base run of T = 2 000 took 147 CPU-s (6 min wall on the shared machine). The
 conv backbone stays available (full batch via padding + mask) and is what the reference uses.
 The MLP decoder's latent-input weights start ×0.01 (``latent_init``): with a randomly initialised
 decoder that is very sensitive to z the VAE first shrinks σ (KL grows without information) and
 the KL trace shows a spurious early rise that is an optimisation transient, not a freezing point.
 
-Steps: the reference uses T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T). ``AnnealConfig``
-keeps T = 8 000; the CLI defaults to ``--steps 2000`` (same β(t) shape, 4× shorter) so a dSprites
-run of 5 factors × 8 bases takes minutes on 2 CPU cores.
+Steps: the reference T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T) stays the default
+(config and CLI). A 4× shorter T = 2 000 with the same β(t) shape was checked and REJECTED: on
+dSprites posX vs shape (4 bases, seed 0) T = 8 000 gave posX IFPs 44–51 (one run 2.1) and shape
+≈ 1.0, whereas T = 2 000 gave 24–31 vs 13–23 — every run's KL rose within steps ~100–200,
+i.e. the IFP then measured when the network had learned, not the factor's information content.
 
 Bernoulli likelihood for binary data, L2 (Gaussian, σ=1 up to a constant) for RGB.
 
