@@ -581,6 +581,7 @@ def save_annealing_result(path: str | os.PathLike[str], result: dict[str, Any]) 
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(result, f, allow_nan=False)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared/read by the app
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
