@@ -1,0 +1,176 @@
+"""The pretrained checkpoints shipped in checkpoints/ (issue 7): they load, their cards are complete,
+they reconstruct better than a trivial predictor, and checkpoints/reproduce.sh retrains each one
+with the settings on its card."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from disviz.checkpoints import list_checkpoints, load_checkpoint, read_card
+from disviz.data import load_dataset
+
+ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
+REPRODUCE = ROOT / "reproduce.sh"
+
+#: what issue 7 asks to ship
+SHIPPED = [
+    "dsprites/ae",
+    "dsprites/betavae",
+    "dsprites/betatcvae",
+    "dsprites/qlae",
+    "dsprites/deft",
+    "dsprites/devae",
+    "dsprites/did",
+    "shapes3d/betavae",
+    "shapes3d/qlae",
+    "shapes3d/devae",
+    "shapes3d/did",
+]
+CARD_KEYS = ("format", "format_version", "model", "config", "dataset", "seed", "steps", "history", "metrics")
+REPORTED = ("mig", "infom", "infoe", "dci_disentanglement", "reconstruction")  # what the README table quotes
+#: checkpoints known to miss their own training objective at the shipped CPU budget (see README)
+UNDERTRAINED = {"dsprites/did", "shapes3d/did"}
+
+
+def _folder(name: str) -> Path:
+    return ROOT / name
+
+
+@cache
+def _dataset(name: str, options: str):
+    return load_dataset(name, **json.loads(options))
+
+
+@cache
+def _runs() -> dict[str, dict]:
+    """'dataset/model' -> {'steps': int, 'args': [...]} from the ``run`` lines of reproduce.sh."""
+    runs = {}
+    for line in REPRODUCE.read_text().splitlines():
+        if not re.match(r"^run \S+ \S+ \d+", line):
+            continue
+        words = shlex.split(line)
+        ds, model, steps, args = words[1], words[2], int(words[3]), words[4:]
+        runs[f"{ds}/{model}"] = {"steps": steps, "args": args}
+    return runs
+
+
+def _set_options(args: list[str]) -> dict[str, str]:
+    """--set k=v and --batch-size n as config key -> string value."""
+    out = {}
+    it = iter(args)
+    for a in it:
+        if a == "--set":
+            k, _, v = next(it).partition("=")
+            out[k] = v
+        elif a == "--batch-size":
+            out["batch_size"] = next(it)
+    return out
+
+
+def test_every_checkpoint_is_shipped_and_found():
+    found = {str(p.relative_to(ROOT)) for p in list_checkpoints([ROOT]) if p.parent.parent == ROOT}
+    assert set(SHIPPED) <= found, f"missing: {sorted(set(SHIPPED) - found)}"
+
+
+def test_total_size_under_80_mb():
+    total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
+    assert total < 80e6, f"checkpoints/ holds {total / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_complete_and_reproduce_line_matches(name):
+    card = read_card(_folder(name))
+    for key in CARD_KEYS:
+        assert key in card, f"{name}: card lacks {key!r}"
+    ds, model = name.split("/")
+    assert card["model"] == model and card["dataset"]["name"] == ds
+    assert card["seed"] == 0
+    assert card["steps"] == card["config"]["steps"] > 0, "the run finished the steps it was configured for"
+    hist = card["history"]
+    assert hist["step"] and hist["step"][-1] <= card["steps"]
+    assert len(hist["loss"]) == len(hist["step"]) and all(np.isfinite(hist["loss"]))
+    assert card["storage_dtype"] == "float16" and not (_folder(name) / "optimizer.safetensors").exists()
+    scores = card["metrics"]["scores"]
+    for key in REPORTED:
+        assert np.isfinite(scores[key]), f"{name}: evaluate score {key} is {scores.get(key)}"
+    assert card["metrics"]["n"] == 10_000
+    # reproduce.sh retrains exactly this run
+    run = _runs().get(name)
+    assert run is not None, f"reproduce.sh has no 'run {ds} {model} ...' line"
+    assert run["steps"] == card["steps"], f"reproduce.sh trains {run['steps']} steps, the card says {card['steps']}"
+    for key, value in _set_options(run["args"]).items():
+        have = card["config"][key]
+        assert type(have)(value) == have, f"{name}: reproduce.sh sets {key}={value}, the card has {have}"
+
+
+def _expect_trained(name: str):
+    """The learned-ness checks; strict xfail for the runs the README reports as undertrained, so a
+    retrained (e.g. GPU) checkpoint that passes makes the test fail until the mark is removed."""
+    if name in UNDERTRAINED:
+        return pytest.param(
+            name, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason="undertrained at the CPU budget")
+        )
+    return name
+
+
+@pytest.mark.parametrize("name", [_expect_trained(n) for n in SHIPPED])
+def test_reconstructs_better_than_the_mean_image(name):
+    """BCE of the reconstructions of 32 dataset images beats predicting the mean image of 256 others.
+
+    DiD is a GAN (reconstruction G(E(x)) is no training target): for it the oracle is its own
+    objective, E(G(c)) ≈ c, which must beat the trivial estimate 0 (the prior mean)."""
+    torch.manual_seed(0)
+    model, card = load_checkpoint(_folder(name))
+    if card["model"] == "did":
+        with torch.no_grad():
+            c = model.sample_codes(64, "cpu")  # [64, d]
+            imgs = model.generate(c)  # [64, C, 64, 64]
+            est = model.encode(imgs)
+        assert torch.isfinite(imgs).all() and 0 <= imgs.min() and imgs.max() <= 1
+        assert F.mse_loss(est, c) < 0.5 * c.pow(2).mean(), "E(G(c)) does not recover the code"
+        return
+    ds = _dataset(card["dataset"]["name"], json.dumps(card["dataset"].get("options", {})))
+    rng = np.random.default_rng(0)
+    ref, _ = ds.sample(256, rng)
+    test, _ = ds.sample(32, rng)
+    x = torch.from_numpy(test).float().div(255).permute(0, 3, 1, 2).contiguous()  # [32, C, 64, 64]
+    mean = torch.from_numpy(ref).float().div(255).mean(0).permute(2, 0, 1).clamp(1e-3, 1 - 1e-3)  # [C, 64, 64]
+    with torch.no_grad():
+        r = model.reconstruct(x)  # [32, C, 64, 64]
+    assert r.shape == x.shape and torch.isfinite(r).all()
+    r = r.clamp(1e-3, 1 - 1e-3)
+    bce = F.binary_cross_entropy(r, x)
+    baseline = F.binary_cross_entropy(mean.expand_as(x), x)
+    assert bce < 0.9 * baseline, f"{name}: BCE {bce:.4f} vs mean-image {baseline:.4f}"
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n.endswith("/did")])
+def test_did_generates_valid_images(name):
+    """Even undertrained, the shipped GAN runs and maps codes to finite images in [0, 1]."""
+    torch.manual_seed(0)
+    model, _ = load_checkpoint(_folder(name))
+    with torch.no_grad():
+        c = model.sample_codes(8, "cpu")  # [8, d]
+        imgs = model.generate(c)  # [8, C, 64, 64]
+        est = model.encode(imgs)  # [8, d]
+    assert imgs.shape[0] == 8 and torch.isfinite(imgs).all() and 0 <= imgs.min() and imgs.max() <= 1
+    assert est.shape == c.shape and torch.isfinite(est).all()
+
+
+def test_annealing_results_shipped():
+    """The IFP annealing results the app's Annealing page shows: dSprites (all five factors) and Shapes3D."""
+    for ds, factors in (("dsprites", 5), ("shapes3d", 6)):
+        path = ROOT / "annealing" / f"{ds}.json"
+        res = json.loads(path.read_text())
+        assert res["format"] == "disviz-annealing"
+        assert len(res["factors"]) == factors, f"{path}: {sorted(res['factors'])}"
+        assert sorted(res["ordering"]) == sorted(res["factors"])
