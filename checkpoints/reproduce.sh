@@ -66,6 +66,6 @@ run shapes3d did 150 --batch-size 160 --set arch=conv
 # --- IFP annealing tests -------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" annealing "* ]]; then
     mkdir -p "$OUT/annealing"
-    "$PY" -m disviz anneal --dataset dsprites --bases 2 --steps 1500 --seed 0 --out "$OUT/annealing/dsprites.json"
-    "$PY" -m disviz anneal --dataset shapes3d --bases 2 --steps 500 --seed 0 --out "$OUT/annealing/shapes3d.json"
+    "$PY" -m disviz anneal --dataset dsprites --bases 4 --steps 8000 --seed 0 --out "$OUT/annealing/dsprites.json"
+    "$PY" -m disviz anneal --dataset shapes3d --bases 4 --steps 2000 --seed 0 --out "$OUT/annealing/shapes3d.json"
 fi
