@@ -19,7 +19,7 @@ import torch
 from disviz.data.base import DatasetInfo
 from disviz.models.backbone import build_decoder, build_encoder
 from disviz.models.base import ConfigError, DisentangledModel, LatentSpec, ModelConfig, reconstruction_loss
-from disviz.models.qlae import n_sources, split_regularised, weight_decay_optimizers
+from disviz.models.qlae import QLAEOptimisation, n_sources
 
 __all__ = ["AE", "AEConfig"]
 
@@ -54,7 +54,7 @@ class AEConfig(ModelConfig):
         return cls(latent_dim=2 * n_sources(info), weight_decay=wd)
 
 
-class AE(DisentangledModel):
+class AE(QLAEOptimisation, DisentangledModel):
     name = "ae"
     config_class = AEConfig
     representation = "deterministic"
@@ -97,11 +97,3 @@ class AE(DisentangledModel):
             LatentSpec(j, "deterministic", min(a, b), max(a, b) + 1e-6 * (a == b))
             for j, (a, b) in enumerate(zip(lo, hi, strict=True))
         ]
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        self._regularised = split_regularised(self)[0]
-        return weight_decay_optimizers(self, self.config.lr, self.config.weight_decay)
-
-    def clip_gradients(self) -> None:
-        params = getattr(self, "_regularised", None) or split_regularised(self)[0]
-        torch.nn.utils.clip_grad_value_(params, self.config.clip)

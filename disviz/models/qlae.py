@@ -51,6 +51,20 @@ def weight_decay_optimizers(model: nn.Module, lr: float, weight_decay: float) ->
     return opts
 
 
+class QLAEOptimisation:
+    """The QLAE code's optimiser set-up, shared by QLAE and the AE baseline: AdamW with weight decay
+    and per-element gradient clipping on weights, plain Adam on biases / codebooks.
+    Needs ``self.config.lr``, ``.weight_decay`` and ``.clip``."""
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        self._regularised = split_regularised(self)[0]  # type: ignore[arg-type]
+        return weight_decay_optimizers(self, self.config.lr, self.config.weight_decay)  # type: ignore[attr-defined,arg-type]
+
+    def clip_gradients(self) -> None:
+        params = getattr(self, "_regularised", None) or split_regularised(self)[0]  # type: ignore[arg-type]
+        torch.nn.utils.clip_grad_value_(params, self.config.clip)  # type: ignore[attr-defined]
+
+
 @dataclass
 class QLAEConfig(ModelConfig):
     """Defaults of the official code: lr 1e-3, batch 128, 200k steps, BCE averaged over pixels
@@ -88,7 +102,7 @@ class QLAEConfig(ModelConfig):
         return cls(latent_dim=2 * n_sources(info))
 
 
-class QLAE(DisentangledModel):
+class QLAE(QLAEOptimisation, DisentangledModel):
     name = "qlae"
     config_class = QLAEConfig
     representation = "quantised"
@@ -137,11 +151,3 @@ class QLAE(DisentangledModel):
         """Per latent: its codebook values, sorted (the app steps through them)."""
         values = torch.sort(self.codebook.detach().float().cpu(), dim=1).values.tolist()
         return [LatentSpec(j, "quantised", v[0], v[-1], values=v) for j, v in enumerate(values)]
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        self._regularised = split_regularised(self)[0]
-        return weight_decay_optimizers(self, self.config.lr, self.config.weight_decay)
-
-    def clip_gradients(self) -> None:
-        params = getattr(self, "_regularised", None) or split_regularised(self)[0]
-        torch.nn.utils.clip_grad_value_(params, self.config.clip)
