@@ -43,24 +43,24 @@ run() {
     fi
     echo "== train $ds/$model: $steps steps $* ${resume[*]}"
     "$PY" -m disviz train --model "$model" --dataset "$ds" --steps "$steps" --seed 0 \
-        --save-every 100 --out "$out" "${resume[@]}" "$@"
+        --save-every 100 --track-diffusion 100 --out "$out" "${resume[@]}" "$@"
     "$PY" checkpoints/ship.py --dtype float16 "$out"
     "$PY" -m disviz evaluate "$out" --n 10000 --seed 0 --preset fast
 }
 
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
-run dsprites betavae 1200 --set lr=0.0005
-run dsprites devae 700 --batch-size 64 --set lr=0.0005
-run dsprites deft 1200 --batch-size 64 --set lr=0.0005
+run dsprites betavae 3000 --set lr=0.0005
+run dsprites devae 1500 --batch-size 64 --set lr=0.0005
+run dsprites deft 3000 --batch-size 64 --set lr=0.0005
 run dsprites qlae 1200 --batch-size 64 --set arch=conv
 run dsprites ae 1000 --batch-size 64 --set arch=conv
 run dsprites did 200 --batch-size 160 --set arch=conv
-run dsprites betatcvae 1500 --set lr=0.0005
+run dsprites betatcvae 3000 --set lr=0.0005
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
 run shapes3d betavae 1500 --set lr=0.0005
 run shapes3d qlae 1000 --batch-size 64 --set arch=conv
-run shapes3d devae 500 --batch-size 64 --set lr=0.0005
+run shapes3d devae 1000 --batch-size 64 --set lr=0.0005
 run shapes3d did 150 --batch-size 160 --set arch=conv
 
 # --- IFP annealing tests -------------------------------------------------------------------------

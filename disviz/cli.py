@@ -36,7 +36,9 @@ def _add_data_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m disviz", description="disviz: see what disentangled models learned.")
+    parser = argparse.ArgumentParser(
+        prog="python -m disviz", description="disviz: see what disentangled models learned."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     # --- data (disviz/data/commands.py) ---------------------------------------------------

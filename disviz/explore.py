@@ -622,6 +622,33 @@ def stage_starts(card: dict[str, Any]) -> list[int]:
 
 
 # --- IFP annealing results (Annealing page) --------------------------------------------------------
+def annealing_summary(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """(one row per factor, ordering text) for the Annealing page's table, from a factor-mode result.
+
+    Rows hold what the result file computed: median/IQR of the measured IFPs, how many runs froze,
+    and the median linear-response bound (``linear_ifp``) when the file has it. The ordering text
+    uses the file's tie groups (Mann–Whitney) when present, else the median order.
+    """
+    rows: list[dict[str, Any]] = []
+    for name, group in (result.get("factors") or {}).items():
+        if not isinstance(group, dict):
+            continue
+        vals = np.array([v for v in group.get("ifps", []) if v is not None], dtype=np.float64)
+        q1, q3 = np.percentile(vals, [25, 75]) if len(vals) else (np.nan, np.nan)
+        rows.append(
+            {
+                "factor": name,
+                "median IFP": float(np.median(vals)) if len(vals) else None,
+                "IQR": f"{q1:.1f}–{q3:.1f}" if len(vals) else "—",
+                "froze": f"{len(vals)}/{len(group.get('ifps', []))}",
+                "linear-response bound": group.get("linear_median"),
+            }
+        )
+    groups = result.get("ordering_groups") or [[n] for n in result.get("ordering", [])]
+    text = " > ".join("{" + ", ".join(g) + "}" if len(g) > 1 else g[0] for g in groups)
+    return rows, text
+
+
 def annealing_view(result: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[float]], float]:
     """(curves per factor, IFPs per factor, threshold) from an annealing result JSON.
 

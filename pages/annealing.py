@@ -53,6 +53,14 @@ def show(result: dict, key: str) -> None:
     st.plotly_chart(annealing_curves(curves, threshold=threshold, max_per_factor=max_runs), key=f"{key}_curves")
     st.subheader("IFP distribution per factor")
     st.plotly_chart(ifp_distribution(ifps), key=f"{key}_ifps")
+    rows, order = ex.annealing_summary(result)
+    if rows:
+        st.markdown(f"**Ordering (high → low IFP; braces: not separable, Mann–Whitney p ≥ 0.05):** {order}")
+        st.dataframe(rows, hide_index=True, key=f"{key}_summary")
+        st.caption(
+            "Linear-response bound: the β below which the collapsed one-latent VAE becomes unstable, computed "
+            "from each sweep's images alone; a trained VAE reaches its IFP at or below it."
+        )
     with st.expander("Settings of this run"):
         st.json({k: v for k, v in result.items() if not isinstance(v, (list, dict)) or k in ("config", "settings")})
 

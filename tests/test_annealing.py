@@ -18,7 +18,9 @@ from disviz.diagnostics.annealing import (
     beta_schedule,
     find_ifp,
     ifp_density,
+    linear_ifp,
     load_annealing_result,
+    ordering_groups,
     run_annealing,
 )
 
@@ -68,6 +70,47 @@ def test_find_ifp_never_crossing_is_none():
     assert find_ifp(beta, np.full(500, 3.0), 0.1, 50) is None  # never collapses
 
 
+def test_find_ifp_frozen_at_start_after_warmup():
+    beta = np.linspace(71, 1, 500)
+    kl = np.full(500, 2.0)  # information present from the first annealing step
+    assert find_ifp(beta, kl, 0.1, 50) is None  # without warm-up: could be the random initial encoder
+    assert find_ifp(beta, kl, 0.1, 50, frozen_at_start=True) == 71.0  # after warm-up: froze at >= β(0)
+    kl2 = np.where(beta < 30, 1.0, 0.0)
+    assert find_ifp(beta, kl2, 0.1, 1, frozen_at_start=True) == pytest.approx(30.0, abs=0.2)
+    kl3 = np.where(beta > 65, 0.5, kl2)  # warm-up not yet converged: initial KL decays, rises at 30
+    assert find_ifp(beta, kl3, 0.1, 1, frozen_at_start=True) == pytest.approx(30.0, abs=0.2)
+    assert find_ifp(beta, np.where(beta > 65, 0.5, 0.0), 0.1, 1, frozen_at_start=True) is None
+
+
+def test_linear_ifp_oracles():
+    """Two images differing in k pixels: the whitened covariance has the single eigenvalue k
+    (Bernoulli: p = 1/2, variance 1/4 per differing pixel) and k/2 for L2 (× 2 curvature, ±1/2)."""
+    a = np.zeros((2, 64, 64, 1), np.uint8)
+    a[1, :3, :5] = 255  # k = 15
+    assert linear_ifp(a, binary=True) == pytest.approx(15.0)
+    assert linear_ifp(a, binary=False) == pytest.approx(7.5)
+    assert linear_ifp(a[:1], binary=True) == 0.0  # one image: nothing to encode
+    # 2x2 pooling of a pixel-aligned 4x4 block keeps one pooled pixel per 4: k = 4 -> 1
+    b = np.zeros((2, 64, 64, 1), np.uint8)
+    b[1, :4, :4] = 255
+    assert linear_ifp(b, True, pool=2) == pytest.approx(4.0)
+    assert linear_ifp(np.repeat(a, 3, axis=3), binary=True) == pytest.approx(45.0)  # channels count as pixels
+
+
+def test_ordering_groups_ties_indistinguishable_factors():
+    rng = np.random.default_rng(0)
+    groups = ordering_groups(
+        {
+            "posX": [30.0, 48.0, 36.0, 41.0, 44.0, 33.0, 39.0, 52.0],
+            "posY": [47.0, 31.0, 40.0, 35.0, 50.0, 43.0, 38.0, 45.0],  # interleaved with posX
+            "scale": list(15 + 2 * rng.standard_normal(8)),
+            "shape": [1.0, 1.1, None, 1.2, 1.0, 1.05, 1.1, 1.0],
+        }
+    )
+    assert [sorted(g) for g in groups] == [["posX", "posY"], ["scale"], ["shape"]]
+    assert ordering_groups({"a": [3.0], "b": [1.0]}) == [["a", "b"]]  # one sample each: no evidence
+
+
 def test_schedules():
     assert beta_schedule(0, 100) == pytest.approx(71.0)
     assert beta_schedule(100, 100, "exp", 70, 15) == pytest.approx(1 + 70 * np.exp(-15))
@@ -87,17 +130,20 @@ def test_big_factor_freezes_at_higher_beta_and_file_round_trip(tmp_path):
     res = run_annealing(
         Toy(),
         bases=2,
-        steps=400,
+        steps=1200,  # 400 is too short: the decoder is still learning the mean image, the KL is transient
         seed=0,
         out=out,
         beta_max=40.0,
         gamma=6.0,
         window=20,
-    )  # default arch and sizes (batched MLP, hidden 64, lr 5e-4, full batch, 2x2 pooling); short schedule
+    )  # default arch and sizes (batched MLP, hidden 64, lr 2e-3, warm-up T/8, full batch, 2x2 pooling)
     big, small = res["factors"]["big"], res["factors"]["small"]
     assert big["median"] is not None
     assert small["median"] is None or big["median"] > small["median"]
     assert res["ordering"][0] == "big"
+    bound = {f: res["factors"][f]["linear_median"] for f in ("big", "small")}
+    assert bound["big"] > 10 * bound["small"]  # 24x24 block vs 2x2 dot
+    assert big["median"] <= 1.1 * max(r["linear_ifp"] for r in res["runs"] if r["factor"] == "big")
     loaded = load_annealing_result(out)
     assert loaded["factors"]["big"]["ifps"] == pytest.approx(big["ifps"])
     assert len(loaded["runs"]) == 4 and len(loaded["runs"][0]["beta"]) == len(loaded["runs"][0]["kl"])

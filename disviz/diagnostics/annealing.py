@@ -25,23 +25,36 @@ FC ``hidden``) measured 12.7 s/step for 40 runs × batch 64 (8 000 steps ≈ 28 
 full batches at 32×32 runs a 40-run step in ~0.1–0.3 s (``python -m disviz bench anneal``): a
 5 factor × 8 base run of T = 2 000 took 147 CPU-s (6 min wall on the shared machine). The
 conv backbone stays available (full batch via padding + mask) and is what the reference uses.
-The MLP decoder's latent-input weights start ×0.01 (``latent_init``): with a randomly initialised
-decoder that is very sensitive to z the VAE first shrinks σ (KL grows without information) and
-the KL trace shows a spurious early rise that is an optimisation transient, not a freezing point.
 
-Steps: the reference T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T) stays the default
-(config and CLI). A 4× shorter T = 2 000 with the same β(t) shape was checked and REJECTED: on
-dSprites posX vs shape (4 bases, seed 0) T = 8 000 gave posX IFPs 44–51 (one run 2.1) and shape
-≈ 1.0, whereas T = 2 000 gave 24–31 vs 13–23 — every run's KL rose within steps ~100–200,
-i.e. the IFP then measured when the network had learned, not the factor's information content.
+Equilibrium (why the optimisation defaults differ from the reference). The IFP is meant to be a
+property of the factor's images, so the VAE must track its optimum while β falls. The reference
+recipe does not: with Adam 5e-4 and no warm-up, seed 0 and seed 1 of the 5 × 4 dSprites run
+(T = 8 000) disagreed on the ordering, per-base IFPs of posX/posY/scale were bimodal (≈ 45–50 or
+≈ 1–6) and orientation (a small-pixel factor) came out on top. Two failure modes, both measured
+against the **linear-response bound** (``linear_ifp``: the β below which the collapsed VAE is
+unstable, computed from the sweep's images alone): (1) without a warm-up the KL rises while the
+network is still learning the mean image (orientation read 43–53 against a bound of 6–11);
+(2) once collapsed, the VAE sits on a saddle whose escape is driven by a tiny signal under
+ε-sampling noise, so it left the collapse at β ≈ 1–4 even where the bound was 45–74. Fixes, each
+a config field: ``warmup`` (default T/8 steps at β(0), not recorded, so the trace starts from a
+converged collapsed VAE and KL above the threshold at the first step means "froze at ≥ β(0)");
+``antithetic`` ε/−ε pairs (the gradient noise linear in ε cancels exactly, 2× decoder work);
+``activation="elu"`` (ReLU decoder units driven by pure-noise z die during the warm-up and some
+runs never learned); ``latent_init=1`` (no ×0.01 damping of the decoder's z weights); ``lr`` 2e-3.
+With these the measured IFPs sit at 0.5–0.95 of each run's bound and every run froze.
+
+Steps: the reference T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T) stays the default.
 
 Bernoulli likelihood for binary data, L2 (Gaussian, σ=1 up to a constant) for RGB.
 
 Interpretations [I] (all config fields): the IFP is read on a moving-median-smoothed KL trace
-(window 50) as the β where the smoothed KL first rises above 0.1 nat *after* it has collapsed
-below it (at initialisation the random encoder carries some KL that high β first removes);
-runs whose KL never collapses or never rises report ``None``. The reference's early stop
-("recon < 1") only truncates the recorded curve of that run (``stop_recon``; off by default).
+(window 50) as the β where the smoothed KL first rises above 0.1 nat; without a warm-up it must
+first have collapsed below it (the random initial encoder carries some KL that high β removes).
+Runs whose KL never rises report ``None``. The reference's early stop ("recon < 1") only
+truncates the recorded curve of that run (``stop_recon``; off by default). The factor ordering is
+reported by median and, because equal-information factors (posX, posY) have no stable strict
+order, also as tie groups (``ordering_groups``: adjacent factors not separated by a two-sided
+Mann–Whitney U test at p < 0.05).
 """
 
 from __future__ import annotations
@@ -89,11 +102,15 @@ class AnnealConfig:
     window: int = 50  # moving-median window for the KL trace [I]
     arch: str = "mlp"  # "mlp": batched one-hidden-layer MLP VAE per run; "conv": the reference tiny conv backbone
     batch_size: int | None = None  # None: full batch (each run's own |V_k| images); int: sample with replacement
-    lr: float = 5e-4  # early DEFT default (Adam 5e-4)
+    lr: float = 2e-3  # Adam; the reference's 5e-4 lags far behind the falling β (module docstring)
     base_channels: int = 8  # conv arch only
     hidden: int = 64
     pool: int | None = None  # k×k average pooling before training; None: 2 for "mlp" (32×32), 1 for "conv"
     latent_dim: int = 1  # per run (1 for the IFP test; label-free uses 10)
+    warmup: int | None = None  # steps trained at β(0) before the schedule starts (not recorded); None: steps // 8
+    latent_init: float = 1.0  # mlp arch: scale of the decoder's latent-input weights at init
+    activation: str = "elu"  # mlp arch: hidden activation ("relu", "elu", "tanh")
+    antithetic: bool = True  # mlp arch: each image decoded with ε and −ε (2× decoder work)
     stop_recon: float | None = None  # truncate a run's curve once its recon < this (reference: 1.0)
     max_points: int = 400  # curve points kept in the JSON per run
     extra: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +122,10 @@ class AnnealConfig:
             raise TrainingError(f"arch must be 'mlp' or 'conv', got {self.arch!r}")
         if self.steps < 2 or (self.batch_size is not None and self.batch_size < 1) or self.window < 1:
             raise TrainingError("steps must be >= 2 and batch_size (when given), window >= 1")
+        if self.warmup is None:
+            self.warmup = self.steps // 8
+        if self.warmup < 0 or self.activation not in ACTIVATIONS:
+            raise TrainingError(f"warmup must be >= 0 and activation one of {sorted(ACTIVATIONS)}")
         if self.pool is None:
             self.pool = 2 if self.arch == "mlp" else 1
         if self.pool < 1 or 64 % self.pool or (self.arch == "conv" and self.pool != 1):
@@ -135,13 +156,20 @@ def moving_median(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def find_ifp(
-    beta: Sequence[float] | np.ndarray, kl: Sequence[float] | np.ndarray, threshold: float = 0.1, window: int = 50
+    beta: Sequence[float] | np.ndarray,
+    kl: Sequence[float] | np.ndarray,
+    threshold: float = 0.1,
+    window: int = 50,
+    frozen_at_start: bool = False,
 ) -> float | None:
     """β at which the smoothed KL first rises above ``threshold`` as β falls; None if it never does.
 
     ``beta``/``kl`` are in training order (β decreasing). The trace must first be at or below the
     threshold (information squeezed out at high β); the crossing β is interpolated linearly
-    between the two samples that bracket it.
+    between the two samples that bracket it. With ``frozen_at_start`` (the trace starts after a
+    warm-up at β(0)), a trace that never drops to the threshold returns ``beta[0]``: the factor
+    froze at or above β(0). One that starts above but then drops is a warm-up that had not yet
+    squeezed the initial encoder out (short runs), so its IFP is the later rise as usual.
     """
     b = np.asarray(beta, dtype=np.float64)
     k = moving_median(np.asarray(kl, dtype=np.float64), window)
@@ -149,7 +177,7 @@ def find_ifp(
         raise ValueError(f"beta and kl must be 1-D of equal length, got {b.shape} and {k.shape}")
     below = np.nonzero(k <= threshold)[0]
     if len(below) == 0:
-        return None
+        return float(b[0]) if frozen_at_start and len(k) else None
     after = np.nonzero(k[below[0] :] > threshold)[0]
     if len(after) == 0:
         return None
@@ -157,6 +185,50 @@ def find_ifp(
     k0, k1 = k[i - 1], k[i]
     f = (threshold - k0) / (k1 - k0) if k1 != k0 else 1.0
     return float(b[i - 1] + f * (b[i] - b[i - 1]))
+
+
+def linear_ifp(images: np.ndarray, binary: bool, pool: int = 1) -> float:
+    """β below which the collapsed one-latent VAE is unstable, from linear response: the IFP bound.
+
+    At β above it the optimum encodes nothing; just below it a Gaussian-encoder VAE starts to
+    encode the top principal direction of the sweep. Expanding the loss to second order around
+    the collapsed decoder output p (the mean image) gives a linear-Gaussian VAE whose latent turns
+    on at β_c = λ_max(Σ_w) (Lucas et al. 2019, β-VAE form), with Σ_w the sweep's pixel covariance
+    (1/N) whitened by the loss curvature: ``diag(p(1−p))^{-1/2}`` for Bernoulli, ``×2`` for the
+    L2 loss on [0, 1] outputs. A trained VAE meets β_c only at equilibrium; its measured IFP
+    (lagging behind a falling β) is lower. ``images``: uint8 [N, 64, 64, C].
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double() / 255.0  # [N, C, 64, 64]
+    x = _pool(x, pool).flatten(1).numpy()  # [N, P]
+    xc = x - x.mean(0)
+    if binary:
+        var = x.mean(0) * (1 - x.mean(0))
+        live = var > 1e-12  # constant pixels carry no information
+        xc = xc[:, live] / np.sqrt(var[live])
+    else:
+        xc = xc * math.sqrt(2.0)
+    gram = xc @ xc.T / len(x)  # [N, N]: same non-zero spectrum as the [P, P] covariance
+    return float(np.linalg.eigvalsh(gram)[-1]) if len(x) > 1 else 0.0
+
+
+def ordering_groups(per_factor: dict[str, Sequence[float | None]], alpha: float = 0.05) -> list[list[str]]:
+    """Factors ordered by median IFP (high → low), adjacent ones tied in one group unless a
+    two-sided Mann–Whitney U test separates them at ``alpha``. Why: factors whose IFP
+    distributions are statistically the same (posX and posY in dSprites) have no stable order;
+    a strict ranking of them would flip between seeds. Runs that never froze count as β = 0."""
+    from scipy.stats import mannwhitneyu
+
+    vals = {n: np.array([0.0 if v is None else float(v) for v in ifps]) for n, ifps in per_factor.items()}
+    names = sorted(vals, key=lambda n: -float(np.median(vals[n])) if len(vals[n]) else 0.0)
+    groups: list[list[str]] = []
+    for name in names:
+        if groups:
+            prev = vals[groups[-1][-1]]
+            if len(prev) < 2 or len(vals[name]) < 2 or mannwhitneyu(prev, vals[name]).pvalue >= alpha:
+                groups[-1].append(name)
+                continue
+        groups.append([name])
+    return groups
 
 
 def ifp_density(ifps: Sequence[float | None], grid: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -260,6 +332,9 @@ def _recon(logits: torch.Tensor, x: torch.Tensor, binary: bool) -> torch.Tensor:
     return (torch.sigmoid(logits) - x).pow(2)
 
 
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "elu": F.elu, "tanh": torch.tanh}
+
+
 class BatchedMLPVAE(nn.Module):
     """R independent one-hidden-layer MLP VAEs as batched matmuls (``torch.baddbmm`` over runs).
 
@@ -269,9 +344,20 @@ class BatchedMLPVAE(nn.Module):
     with different |V_k|) are trained full-batch without padding, one bmm per group.
     """
 
-    def __init__(self, runs: int, pixels: int, latent_dim: int = 1, hidden: int = 64, latent_init: float = 0.01):
+    def __init__(
+        self,
+        runs: int,
+        pixels: int,
+        latent_dim: int = 1,
+        hidden: int = 64,
+        latent_init: float = 0.01,
+        activation: str = "relu",
+        antithetic: bool = False,
+    ):
         super().__init__()
         self.r, self.dpix, self.d = runs, pixels, latent_dim
+        self.act = ACTIVATIONS[activation]
+        self.antithetic = antithetic
         self.w = nn.ParameterDict()
         self.b = nn.ParameterDict()
         for name, (i, o) in {"e1": (pixels, hidden), "e2": (hidden, 2 * latent_dim), "d1": (latent_dim, hidden),
@@ -291,12 +377,22 @@ class BatchedMLPVAE(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [R_g, N, D] for runs ``sl`` (default all) -> (recon [R_g], KL [R_g], KL per latent [R_g, d])."""
         sl = slice(0, self.r) if sl is None else sl
-        h = F.relu(self._lin(x, "e1", sl))
+        h = self.act(self._lin(x, "e1", sl))
         out = self._lin(h, "e2", sl)  # [R_g, N, 2d]
         mu, logvar = out[..., : self.d], out[..., self.d :]
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        logits = self._lin(F.relu(self._lin(z, "d1", sl)), "d2", sl)  # [R_g, N, D]
-        recon = _recon(logits, x, binary).sum(2).mean(1)  # [R_g]
+        eps = torch.randn_like(mu)
+        if self.antithetic:  # ε and −ε: the gradient noise linear in ε cancels exactly
+            eps, mu_s, lv_s, x_s = (
+                torch.cat([eps, -eps], 1),
+                mu.repeat(1, 2, 1),
+                logvar.repeat(1, 2, 1),
+                x.repeat(1, 2, 1),
+            )
+        else:
+            mu_s, lv_s, x_s = mu, logvar, x
+        z = mu_s + eps * (0.5 * lv_s).exp()
+        logits = self._lin(self.act(self._lin(z, "d1", sl)), "d2", sl)  # [R_g, N (×2), D]
+        recon = _recon(logits, x_s, binary).sum(2).mean(1)  # [R_g]
         kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(1)  # [R_g, d]
         return recon, kl_dim.sum(1), kl_dim
 
@@ -336,11 +432,13 @@ def _train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     betas = beta_schedule(np.arange(cfg.steps), cfg.steps, cfg.schedule, cfg.beta_max, cfg.gamma)
     rec_hist, kl_hist, dim_hist = [], [], []
-    report_every = max(cfg.steps // 100, 1)
+    total = cfg.warmup + cfg.steps
+    report_every = max(total // 100, 1)
     with _flush_denormals(device):
-        for t in range(cfg.steps):
+        for i in range(total):
             if stop_event is not None and stop_event.is_set():
                 return None
+            t = max(i - cfg.warmup, 0)
             recon, kl, kl_dim = step_losses(gen)  # [R], [R], [R, d]
             loss = (recon + float(betas[t]) * kl).sum()  # runs share no parameters: sum = independent runs
             if not torch.isfinite(loss):
@@ -348,11 +446,13 @@ def _train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            rec_hist.append(recon.detach())
-            kl_hist.append(kl.detach())
-            dim_hist.append(kl_dim.detach())
-            if progress is not None and (t % report_every == 0 or t == cfg.steps - 1):
-                progress((t + 1) / cfg.steps, f"{label}: step {t + 1}/{cfg.steps}, β={betas[t]:.2f}")
+            if i >= cfg.warmup:
+                rec_hist.append(recon.detach())
+                kl_hist.append(kl.detach())
+                dim_hist.append(kl_dim.detach())
+            if progress is not None and (i % report_every == 0 or i == total - 1):
+                phase = "warm-up" if i < cfg.warmup else "anneal"
+                progress((i + 1) / total, f"{label}: {phase} step {i + 1}/{total}, β={betas[t]:.2f}")
     return {
         "beta": betas,
         "recon": torch.stack(rec_hist).cpu().numpy(),
@@ -392,7 +492,9 @@ def _factor_model(
         return padded[rows, idx]  # [R, B, C, S, S]
 
     if cfg.arch == "mlp":
-        mlp = BatchedMLPVAE(r, padded[0, 0].numel(), cfg.latent_dim, cfg.hidden).to(dev)
+        mlp = BatchedMLPVAE(
+            r, padded[0, 0].numel(), cfg.latent_dim, cfg.hidden, cfg.latent_init, cfg.activation, cfg.antithetic
+        ).to(dev)
         if cfg.batch_size is not None:
             return mlp, lambda g: mlp.losses(sample(g).flatten(2), binary)
         groups: list[tuple[slice, torch.Tensor]] = []
@@ -501,7 +603,9 @@ def run_annealing(
         beta, kl_dim = hist["beta"], hist["kl_dim"][:, 0, :]  # [T, d]
         total = kl_dim.sum(1)
         rate, peaks = dkl_dbeta_peaks(beta, total, cfg.window)
-        latent_ifps = [find_ifp(beta, kl_dim[:, j], cfg.threshold, cfg.window) for j in range(cfg.latent_dim)]
+        latent_ifps = [
+            find_ifp(beta, kl_dim[:, j], cfg.threshold, cfg.window, cfg.warmup > 0) for j in range(cfg.latent_dim)
+        ]
         runs = [
             {
                 "factor": f"latent {j}",
@@ -549,7 +653,8 @@ def run_annealing(
                     "factor": name,
                     "base": base,
                     "n_images": len(im),
-                    "ifp": find_ifp(beta[:end], kl[:end], cfg.threshold, cfg.window),
+                    "ifp": find_ifp(beta[:end], kl[:end], cfg.threshold, cfg.window, cfg.warmup > 0),
+                    "linear_ifp": linear_ifp(im, ds.binary, cfg.pool),
                     "step": keep.tolist(),
                     "beta": beta[keep].tolist(),
                     "kl": kl[keep].tolist(),
@@ -558,7 +663,10 @@ def run_annealing(
             )
         per = {name: _summary([run["ifp"] for run in runs if run["factor"] == name]) for name in names}
         order = sorted(names, key=lambda n: -(per[n]["median"] if per[n]["median"] is not None else -1.0))
-        result = {"mode": "factors", "runs": runs, "factors": per, "ordering": order}
+        for name in names:
+            per[name]["linear_median"] = float(np.median([r["linear_ifp"] for r in runs if r["factor"] == name]))
+        groups = ordering_groups({n: per[n]["ifps"] for n in names})
+        result = {"mode": "factors", "runs": runs, "factors": per, "ordering": order, "ordering_groups": groups}
     result = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -661,8 +769,12 @@ def cmd_anneal(args: Any) -> int:
             s = res["factors"][name]
             med = "—" if s["median"] is None else f"{s['median']:.2f}"
             vals = ", ".join("None" if v is None else f"{v:.1f}" for v in s["ifps"])
-            print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen)  [{vals}]")
-        print("ordering (high → low IFP): " + " > ".join(res["ordering"]))
+            lin = f"; linear-response bound {s['linear_median']:.1f}" if s.get("linear_median") is not None else ""
+            print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen{lin})  [{vals}]")
+        print("ordering (high → low median IFP): " + " > ".join(res["ordering"]))
+        from disviz.explore import annealing_summary
+
+        print("ordering, ties where Mann-Whitney p >= 0.05: " + annealing_summary(res)[1])
     return 0
 
 
