@@ -66,6 +66,8 @@ run shapes3d did 150 --batch-size 160 --set arch=conv
 # --- IFP annealing tests -------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" annealing "* ]]; then
     mkdir -p "$OUT/annealing"
-    "$PY" -m disviz anneal --dataset dsprites --bases 4 --steps 8000 --seed 0 --out "$OUT/annealing/dsprites.json"
-    "$PY" -m disviz anneal --dataset shapes3d --bases 4 --steps 2000 --seed 0 --out "$OUT/annealing/shapes3d.json"
+    # the defaults: 8 bases per factor, T = 8000, the equilibrium settings of annealing.py
+    "$PY" -m disviz anneal --dataset dsprites --seed 0 --out "$OUT/annealing/dsprites.json"
+    "$PY" -m disviz anneal --dataset dsprites --seed 1 --out "$OUT/annealing/dsprites_seed1.json"
+    "$PY" -m disviz anneal --dataset shapes3d --seed 0 --out "$OUT/annealing/shapes3d.json"
 fi

@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, default=None, help="k×k average pooling (default: 2 for mlp, 1 for conv)")
     p.add_argument("--batch-size", type=int, default=None, help="per-run batch (default: full sweep; reference 64)")
     p.add_argument("--label-free", action="store_true", help="anneal one multi-latent VAE on the whole dataset")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an AnnealConfig field (e.g. lr=0.0005, warmup=0, antithetic=false: the reference recipe)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     _add_data_option(p)

@@ -23,6 +23,7 @@ from disviz.diagnostics.annealing import (
     ordering_groups,
     run_annealing,
 )
+from disviz.errors import TrainingError
 
 
 class Toy(GroundTruthDataset):
@@ -214,9 +215,17 @@ def test_batched_runs_are_independent(arch):
 
 
 def test_bad_arch_and_pool_are_training_errors():
-    from disviz.errors import TrainingError
 
     with pytest.raises(TrainingError, match="arch"):
         run_annealing(Toy(), steps=10, arch="rnn")
     with pytest.raises(TrainingError, match="pool"):
         run_annealing(Toy(), steps=10, arch="conv", pool=2)
+
+
+def test_cli_set_overrides_are_typed_and_checked():
+    cast = AnnealConfig.cast_overrides({"warmup": "0", "lr": "5e-4", "antithetic": "false", "stop_recon": "1"})
+    assert cast == {"warmup": 0, "lr": 5e-4, "antithetic": False, "stop_recon": 1.0}
+    with pytest.raises(TrainingError, match="no option 'foo'"):
+        AnnealConfig.cast_overrides({"foo": "1"})
+    with pytest.raises(TrainingError, match="expected float"):
+        AnnealConfig.cast_overrides({"lr": "fast"})
