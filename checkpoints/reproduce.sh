@@ -52,14 +52,14 @@ run() {
 run dsprites betavae 3000 --set lr=0.0005
 run dsprites devae 1500 --batch-size 64 --set lr=0.0005
 run dsprites deft 3000 --batch-size 64 --set lr=0.0005
-run dsprites qlae 1200 --batch-size 64 --set arch=conv
-run dsprites ae 1000 --batch-size 64 --set arch=conv
+run dsprites qlae 3000 --batch-size 64 --set arch=conv
+run dsprites ae 3000 --batch-size 64 --set arch=conv
 run dsprites did 200 --batch-size 160 --set arch=conv
 run dsprites betatcvae 3000 --set lr=0.0005
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
-run shapes3d betavae 1500 --set lr=0.0005
-run shapes3d qlae 1000 --batch-size 64 --set arch=conv
+run shapes3d betavae 3000 --set lr=0.0005
+run shapes3d qlae 3000 --batch-size 64 --set arch=conv
 run shapes3d devae 1000 --batch-size 64 --set lr=0.0005
 run shapes3d did 150 --batch-size 160 --set arch=conv
 
