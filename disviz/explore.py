@@ -24,6 +24,7 @@ import torch
 
 from disviz.checkpoints import checkpoint_summary, list_checkpoints, load_checkpoint, read_card
 from disviz.data.base import DatasetInfo, GroundTruthDataset, to_tensor_batch
+from disviz.diagnostics.annealing import ordering_text
 from disviz.errors import CheckpointError, DatasetError, UserError
 
 __all__ = [
@@ -625,9 +626,9 @@ def stage_starts(card: dict[str, Any]) -> list[int]:
 def annealing_summary(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """(one row per factor, ordering text) for the Annealing page's table, from a factor-mode result.
 
-    Rows hold what the result file computed: median/IQR of the measured IFPs, how many runs froze,
-    and the median linear-response bound (``linear_ifp``) when the file has it. The ordering text
-    uses the file's tie groups (Mann–Whitney) when present, else the median order.
+    Rows show what the result file computed (median, runs frozen, median linear-response bound);
+    only the IQR is derived here. The ordering text uses the file's tie groups (Mann–Whitney) when
+    present, else the median order.
     """
     rows: list[dict[str, Any]] = []
     for name, group in (result.get("factors") or {}).items():
@@ -638,15 +639,13 @@ def annealing_summary(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str
         rows.append(
             {
                 "factor": name,
-                "median IFP": float(np.median(vals)) if len(vals) else None,
+                "median IFP": group.get("median"),
                 "IQR": f"{q1:.1f}–{q3:.1f}" if len(vals) else "—",
-                "froze": f"{len(vals)}/{len(group.get('ifps', []))}",
+                "froze": f"{group.get('n_frozen', len(vals))}/{group.get('n', len(group.get('ifps', [])))}",
                 "linear-response bound": group.get("linear_median"),
             }
         )
-    groups = result.get("ordering_groups") or [[n] for n in result.get("ordering", [])]
-    text = " > ".join("{" + ", ".join(g) + "}" if len(g) > 1 else g[0] for g in groups)
-    return rows, text
+    return rows, ordering_text(result)
 
 
 def annealing_view(result: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[float]], float]:

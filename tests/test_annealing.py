@@ -13,6 +13,7 @@ from disviz.data.base import GroundTruthDataset
 from disviz.diagnostics.annealing import (
     AnnealConfig,
     AnnealingResultError,
+    BatchedMLPVAE,
     _factor_model,
     _train,
     beta_schedule,
@@ -24,6 +25,7 @@ from disviz.diagnostics.annealing import (
     run_annealing,
 )
 from disviz.errors import TrainingError
+from disviz.explore import annealing_summary
 
 
 class Toy(GroundTruthDataset):
@@ -229,3 +231,45 @@ def test_cli_set_overrides_are_typed_and_checked():
         AnnealConfig.cast_overrides({"foo": "1"})
     with pytest.raises(TrainingError, match="expected float"):
         AnnealConfig.cast_overrides({"lr": "fast"})
+
+
+def test_label_free_builds_its_vae_from_the_config(monkeypatch):
+    """The label-free variant gets the same optimisation settings as the factor runs (it once
+    silently used the class defaults), and reports per-latent IFPs and ΔKL/Δβ peaks."""
+    seen = []
+    real = BatchedMLPVAE.from_config.__func__
+
+    def spy(cls, runs, pixels, cfg):
+        seen.append((runs, cfg.latent_dim, cfg.activation, cfg.antithetic))
+        return real(cls, runs, pixels, cfg)
+
+    monkeypatch.setattr(BatchedMLPVAE, "from_config", classmethod(spy))
+    res = run_annealing(Toy(), label_free=True, steps=60, latent_dim=2, hidden=8, activation="tanh", antithetic=False)
+    assert seen == [(1, 2, "tanh", False)]
+    assert res["mode"] == "label_free" and len(res["runs"]) == 2
+    lf = res["label_free"]
+    assert len(lf["beta"]) == len(lf["kl_total"]) == len(lf["dkl_dbeta"]) and len(lf["latent_ifps"]) == 2
+
+
+def test_summary_rows_and_tie_text_come_from_the_result_file():
+    result = {
+        "factors": {
+            "posX": {"ifps": [50.0, 60.0, None], "median": 55.0, "n": 3, "n_frozen": 2, "linear_median": 70.0},
+            "posY": {"ifps": [52.0, 58.0], "median": 55.0, "n": 2, "n_frozen": 2, "linear_median": 71.0},
+            "shape": {"ifps": [3.0], "median": 3.0, "n": 1, "n_frozen": 1},
+        },
+        "ordering": ["posX", "posY", "shape"],
+        "ordering_groups": [["posX", "posY"], ["shape"]],
+    }
+    rows, text = annealing_summary(result)
+    assert text == "{posX, posY} > shape"
+    assert rows[0] == {
+        "factor": "posX",
+        "median IFP": 55.0,
+        "IQR": "52.5–57.5",
+        "froze": "2/3",
+        "linear-response bound": 70.0,
+    }
+    assert rows[2]["linear-response bound"] is None
+    del result["ordering_groups"]  # files from before tie groups: the median order
+    assert annealing_summary(result)[1] == "posX > posY > shape"

@@ -250,6 +250,12 @@ def ordering_groups(per_factor: dict[str, Sequence[float | None]], alpha: float 
     return groups
 
 
+def ordering_text(result: dict[str, Any]) -> str:
+    """'{posX, posY} > scale > ...' from a result's tie groups (its median ordering for older files)."""
+    groups = result.get("ordering_groups") or [[n] for n in result.get("ordering", [])]
+    return " > ".join("{" + ", ".join(g) + "}" if len(g) > 1 else g[0] for g in groups)
+
+
 def ifp_density(ifps: Sequence[float | None], grid: Sequence[float] | np.ndarray) -> np.ndarray:
     """Gaussian KDE of the IFPs on ``grid`` (Silverman bandwidth; None/NaN dropped); integrates to ~1."""
     v = np.asarray([x for x in ifps if x is not None and np.isfinite(x)], dtype=np.float64)
@@ -363,15 +369,20 @@ class BatchedMLPVAE(nn.Module):
     with different |V_k|) are trained full-batch without padding, one bmm per group.
     """
 
+    @classmethod
+    def from_config(cls, runs: int, pixels: int, cfg: AnnealConfig) -> BatchedMLPVAE:
+        """The one way the test builds it: every optimisation field of ``cfg`` applies (factor and label-free)."""
+        return cls(runs, pixels, cfg.latent_dim, cfg.hidden, cfg.latent_init, cfg.activation, cfg.antithetic)
+
     def __init__(
         self,
         runs: int,
         pixels: int,
         latent_dim: int = 1,
         hidden: int = 64,
-        latent_init: float = 0.01,
-        activation: str = "relu",
-        antithetic: bool = False,
+        latent_init: float = 1.0,
+        activation: str = "elu",
+        antithetic: bool = True,
     ):
         super().__init__()
         self.r, self.dpix, self.d = runs, pixels, latent_dim
@@ -509,9 +520,7 @@ def _factor_model(
         return padded[rows, idx]  # [R, B, C, S, S]
 
     if cfg.arch == "mlp":
-        mlp = BatchedMLPVAE(
-            r, padded[0, 0].numel(), cfg.latent_dim, cfg.hidden, cfg.latent_init, cfg.activation, cfg.antithetic
-        ).to(dev)
+        mlp = BatchedMLPVAE.from_config(r, padded[0, 0].numel(), cfg).to(dev)
         if cfg.batch_size is not None:
             return mlp, lambda g: mlp.losses(sample(g).flatten(2), binary)
         groups: list[tuple[slice, torch.Tensor]] = []
@@ -608,7 +617,7 @@ def run_annealing(
     if label_free:
         sampler = iter(ds.batch_sampler(cfg.batch_size or 64, dev, seed))  # [B, C, 64, 64]
         if cfg.arch == "mlp":
-            model: nn.Module = BatchedMLPVAE(1, c * (64 // cfg.pool) ** 2, cfg.latent_dim, cfg.hidden).to(dev)
+            model: nn.Module = BatchedMLPVAE.from_config(1, c * (64 // cfg.pool) ** 2, cfg).to(dev)
             step = lambda g: model.losses(_pool(next(sampler), cfg.pool).flatten(1)[None], ds.binary)  # noqa: E731
         else:
             model = BatchedVAE(1, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
@@ -792,9 +801,7 @@ def cmd_anneal(args: Any) -> int:
             lin = f"; linear-response bound {s['linear_median']:.1f}" if s.get("linear_median") is not None else ""
             print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen{lin})  [{vals}]")
         print("ordering (high → low median IFP): " + " > ".join(res["ordering"]))
-        from disviz.explore import annealing_summary
-
-        print("ordering, ties where Mann-Whitney p >= 0.05: " + annealing_summary(res)[1])
+        print("ordering, ties where Mann-Whitney p >= 0.05: " + ordering_text(res))
     return 0
 
 
@@ -822,7 +829,9 @@ def cmd_bench(args: Any) -> int:
     if steps == full:
         print(f"  full run ({steps} steps): {wall:.1f} s wall")
     else:
-        total, total_full = steps + steps // 8, full + full // 8  # warm-up T/8 included
+        full_cfg = AnnealConfig()
+        full_cfg.validate()
+        total, total_full = steps + res["settings"]["warmup"], full + full_cfg.warmup  # warm-up included
         per = res["elapsed_s"] / total
         cpu = time.process_time() - c0
         print(
@@ -830,7 +839,7 @@ def cmd_bench(args: Any) -> int:
             f"torch threads {torch.get_num_threads()})"
         )
         print(
-            f"  extrapolated to the reference T = {full} (+ {full // 8} warm-up) steps: {per * total_full / 60:.1f} min "
+            f"  extrapolated to the reference T = {full} (+ {full_cfg.warmup} warm-up) steps: {per * total_full / 60:.1f} min "
             f"(linear in steps)"
         )
     return 0
