@@ -19,11 +19,17 @@ from disviz.checkpoints import load_checkpoint, save_checkpoint
 from disviz.errors import CheckpointError
 
 
-def ship(path: Path, dtype: str) -> int:
-    """Rewrite ``path`` without optimiser state, weights stored as ``dtype``; returns its size in bytes."""
+def ship(path: Path, dtype: str, campaign: str | None = None) -> int:
+    """Rewrite ``path`` without optimiser state, weights stored as ``dtype``; returns its size in bytes.
+
+    ``campaign``: the training-campaign entry this folder belongs to; ``campaign.sh`` continues such a
+    folder in a fresh clone from these weights with a fresh optimiser (recorded on the card)."""
     model, card = load_checkpoint(path, "cpu")
     card = dict(card)
     card["shipped"] = {"storage_dtype": dtype, "optimizer_state": "dropped (retrain with reproduce.sh)"}
+    if campaign:
+        card["shipped"]["campaign"] = campaign
+        card["shipped"]["optimizer_state"] = "dropped; campaign.sh continues from these weights with a fresh optimiser"
     save_checkpoint(path, model, card, optimizers=None, dtype=dtype)
     for name in ("optimizer.safetensors", "optimizer.json"):  # save_checkpoint carries foreign files over
         (path / name).unlink(missing_ok=True)
@@ -34,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--campaign", default=None, help="mark the folder as this campaign entry (campaign.sh)")
     args = parser.parse_args(argv)
     total = 0
     for folder in args.folders:
         try:
-            size = ship(folder, args.dtype)
+            size = ship(folder, args.dtype, args.campaign)
         except CheckpointError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

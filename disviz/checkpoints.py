@@ -534,7 +534,8 @@ def load_optimizer_state(
     meta_file, tensor_file = path / OPTIMIZER_JSON, path / OPTIMIZER_FILE
     if not meta_file.is_file() or not tensor_file.is_file():
         raise CheckpointError(
-            f"{path} has no optimiser state ({OPTIMIZER_JSON}); it cannot be resumed, start a new run"
+            f"{path} has no optimiser state ({OPTIMIZER_JSON}), e.g. a shipped checkpoint; continue it with "
+            "--reset-optimizer (fresh optimiser from these weights) or start a new run"
         )
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))

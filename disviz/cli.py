@@ -71,6 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument(
+        "--reset-optimizer",
+        action="store_true",
+        help="resume from the weights in --out with a fresh optimiser (for shipped, weights-only checkpoints; "
+        "the card records the step)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="MIN",
+        help="stop after MIN minutes, save, and exit with code 130 (continue with --resume)",
+    )
+    p.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "bf16", "off"],
+        help="mixed precision: auto = bf16 autocast on CUDA only; bf16 also on CPUs with AVX-512 BF16",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--save-every", type=int, default=1000)
     p.add_argument("--track-diffusion", type=int, default=0, metavar="N", help="compute NMI1/NMI2 every N steps")
@@ -110,8 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="exp", choices=["exp", "linear"])
     p.add_argument("--arch", default="mlp", choices=["mlp", "conv"], help="per-run VAE (default mlp; conv = reference)")
-    p.add_argument("--pool", type=int, default=None, help="k×k average pooling (default: 2 for mlp, 1 for conv)")
-    p.add_argument("--batch-size", type=int, default=None, help="per-run batch (default: full sweep; reference 64)")
+    p.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="k×k average pooling (default 1: the models' 64×64 scale; 2 is ≈ 4× lower)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="per-run batch (default: the recipe's: full sweep / reference 64)"
+    )
+    p.add_argument(
+        "--recipe",
+        default="equilibrium",
+        choices=["equilibrium", "reference", "both"],
+        help="optimisation recipe (see annealing.py); both writes OUT and OUT with a _reference suffix",
+    )
     p.add_argument("--label-free", action="store_true", help="anneal one multi-latent VAE on the whole dataset")
     p.add_argument(
         "--set",

@@ -689,6 +689,35 @@ def annealing_view(result: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any
     return curves, ifps, threshold
 
 
+def recipe_twins(path: Path, files: Sequence[Path]) -> dict[str, Path]:
+    """{recipe: file} for ``path`` and its recipe twins among ``files`` (``x.json`` / ``x_reference.json``)."""
+    stem = path.stem.removesuffix("_reference")
+    twins = {
+        "equilibrium": path.with_name(f"{stem}{path.suffix}"),
+        "reference": path.with_name(f"{stem}_reference{path.suffix}"),
+    }
+    known = {Path(f) for f in files}
+    return {r: f for r, f in twins.items() if f in known}
+
+
+def recipe_comparison(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per factor: the median IFP under each recipe (as stored in each file) and their ratio."""
+    names: list[str] = []
+    for res in results.values():
+        names += [n for n in (res.get("factors") or {}) if n not in names]
+    rows = []
+    for name in names:
+        row: dict[str, Any] = {"factor": name}
+        for recipe, res in results.items():
+            group = (res.get("factors") or {}).get(name) or {}
+            row[f"median IFP ({recipe})"] = group.get("median")
+            row[f"froze ({recipe})"] = f"{group.get('n_frozen', 0)}/{group.get('n', 0)}"
+        eq, ref = row.get("median IFP (equilibrium)"), row.get("median IFP (reference)")
+        row["reference / equilibrium"] = round(ref / eq, 2) if eq and ref else None
+        rows.append(row)
+    return rows
+
+
 def annealing_files(roots: Sequence[str | os.PathLike[str]] = ("checkpoints/annealing",)) -> list[Path]:
     """Shipped annealing results (``*.json``) in ``roots``, sorted."""
     out: list[Path] = []

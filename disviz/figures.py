@@ -149,11 +149,13 @@ def annealing_curves(
     curves: Mapping[str, Sequence[Mapping[str, Any]]],
     threshold: float = 0.1,
     max_per_factor: int = 8,
+    beta_marks: Mapping[str, float] | None = None,
 ) -> go.Figure:
     """KL-vs-β per factor: ``curves[factor]`` = list of {'beta': [...], 'kl': [...], 'ifp': float|None}.
 
     β decreases left to right (reversed log axis), a dashed line at ``threshold`` nats, and a
-    marker at each run's IFP.
+    marker at each run's IFP. ``beta_marks`` ({label: β}, e.g. DEFT's stage thresholds) are drawn
+    as vertical lines on the same β axis.
     """
     fig = go.Figure()
     for i, (factor, runs) in enumerate(curves.items()):
@@ -190,6 +192,7 @@ def annealing_curves(
                     )
                 )
     fig.add_hline(y=threshold, line=dict(color="black", dash="dash"), annotation_text=f"{threshold} nat")
+    _add_beta_marks(fig, beta_marks)
     fig.update_layout(
         xaxis=dict(title="β (decreasing →)", type="log", autorange="reversed"),
         yaxis=dict(title="KL (nats)"),
@@ -200,8 +203,29 @@ def annealing_curves(
     return fig
 
 
-def ifp_distribution(ifps: Mapping[str, Sequence[float]]) -> go.Figure:
-    """Per-factor distribution of IFPs (violin + points) on a reversed log β axis."""
+def _add_beta_marks(fig: go.Figure, marks: Mapping[str, float] | None) -> None:
+    """Vertical dotted lines at the given βs on a log β axis. Shapes take data values there, while
+    annotations take log10 values (plotly's convention for log axes)."""
+    for label, beta in (marks or {}).items():
+        if beta is None or not np.isfinite(beta) or beta <= 0:
+            continue
+        fig.add_shape(
+            type="line", x0=beta, x1=beta, y0=0, y1=1, yref="paper", line=dict(color="#555", dash="dot", width=1.5)
+        )
+        fig.add_annotation(
+            x=float(np.log10(beta)),
+            y=1.0,
+            yref="paper",
+            yanchor="bottom",
+            text=label,
+            showarrow=False,
+            font=dict(size=10, color="#333"),
+        )
+
+
+def ifp_distribution(ifps: Mapping[str, Sequence[float]], beta_marks: Mapping[str, float] | None = None) -> go.Figure:
+    """Per-factor distribution of IFPs (violin + points) on a reversed log β axis; ``beta_marks``
+    as in ``annealing_curves``."""
     fig = go.Figure()
     for i, (factor, values) in enumerate(ifps.items()):
         v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], float)
@@ -219,6 +243,7 @@ def ifp_distribution(ifps: Mapping[str, Sequence[float]]) -> go.Figure:
                 hoveron="points",
             )
         )
+    _add_beta_marks(fig, beta_marks)
     fig.update_layout(
         xaxis=dict(title="IFP β (decreasing →)", type="log", autorange="reversed"),
         height=max(260, 70 * len(ifps) + 100),

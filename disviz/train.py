@@ -99,6 +99,10 @@ class TrainConfig:
     log_every: int = 10
     track_diffusion: int = 0
     resume: bool = False
+    # resume from a weights-only (shipped) checkpoint with a fresh optimiser; the card records the step
+    reset_optimizer: bool = False
+    # stop cleanly (save, exit code 130 like Ctrl-C) after this many seconds of this process; None: no limit
+    time_limit_s: float | None = None
     # --- engine switches (see the module docstring for why these defaults) ---------------
     channels_last: bool | None = None  # None: auto (CUDA and CPU yes, MPS no)
     optimizer_impl: str = "auto"  # auto | fused | foreach | default
@@ -172,6 +176,10 @@ def _validate(cfg: TrainConfig) -> None:
         raise TrainingError(f"optimizer_impl must be auto, fused, foreach or default, got {cfg.optimizer_impl!r}")
     if cfg.amp not in ("auto", "bf16", "off"):
         raise TrainingError(f"amp must be auto, bf16 or off, got {cfg.amp!r}")
+    if cfg.time_limit_s is not None and not (isinstance(cfg.time_limit_s, (int, float)) and cfg.time_limit_s > 0):
+        raise TrainingError(f"time limit must be a positive number of minutes, got {cfg.time_limit_s!r} s")
+    if cfg.reset_optimizer and not cfg.resume:
+        raise TrainingError("reset_optimizer continues an existing checkpoint: it needs resume=True")
     if cfg.save_dtype not in ("float32", "float16", "bfloat16"):
         raise TrainingError(f"save_dtype must be float32, float16 or bfloat16, got {cfg.save_dtype!r}")
     if not str(cfg.out):
@@ -321,6 +329,7 @@ class _Run:
                     "only --steps and --batch-size may change (start a new run for other options)"
                 )
             model.config = new_config
+            card.pop("shipped", None)  # training on: no longer the shipped weights-only state
             self.card = card
             self.start = int(card.get("steps", 0))
         else:
@@ -359,7 +368,11 @@ class _Run:
         self.optimizers = model.configure_optimizers()
         self.optimizer_impl = speed_up_optimizers(self.optimizers, cfg.optimizer_impl, self.device)
         self.sampler: Iterator[torch.Tensor] = make_sampler(self.dataset, self.batch_size, self.device, cfg.seed)
-        if self.resumed:
+        if self.resumed and cfg.reset_optimizer:
+            # weights only (e.g. a shipped checkpoint in a fresh clone): fresh optimiser state, and a
+            # torch RNG stream seeded from (seed, step) so the resumed run does not replay step 0's noise
+            seed_everything(cfg.seed + self.start)
+        elif self.resumed:
             extra = load_optimizer_state(self.out, self.optimizers, self.device)
             _restore_rng(extra, self.device)
             rng_state = self.card.get("train", {}).get("sampler_rng")
@@ -370,6 +383,18 @@ class _Run:
         self.prev_wall = float(self.card.get("train", {}).get("wall_time_s", 0.0))
         self.autocast = _autocast(self.device, cfg.amp)
         self.amp_used = "bf16" if not isinstance(self.autocast, contextlib.nullcontext) else "off"
+        train_info = self.card.get("train", {})
+        # older cards have no count: their runs used one batch size throughout
+        self.prev_images = int(train_info.get("images_seen", self.start * int(train_info.get("batch_size", 0))))
+        self.segment = {
+            "from_step": self.start,
+            "optimizer": "fresh" if (not self.resumed or cfg.reset_optimizer) else "restored",
+            "amp": self.amp_used,
+            "device": str(self.device),
+            "batch_size": self.batch_size,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self.segment_recorded = False
         if cfg.compile:
             model.loss = torch.compile(model.loss)  # type: ignore[method-assign]
         if cfg.track_diffusion > 0:
@@ -479,8 +504,19 @@ class _Run:
                 "compile": bool(self.cfg.compile),
                 "log_every": self.cfg.log_every,
                 "save_every": self.cfg.save_every,
+                "images_seen": self.prev_images + (step - self.start) * self.batch_size,
             }
         )
+        # one record per training segment (the first run and every resume): what each part ran with
+        segments = train_info.setdefault("segments", [])
+        if not self.segment_recorded:
+            segments.append(dict(self.segment))
+            self.segment_recorded = True
+        segments[-1]["to_step"] = step
+        train_info["resumes"] = sum(1 for seg in segments if seg["from_step"] > 0)
+        train_info["optimizer_resets"] = [
+            seg["from_step"] for seg in segments if seg["from_step"] > 0 and seg["optimizer"] == "fresh"
+        ]
         rng = getattr(self.sampler, "rng", None)
         if isinstance(rng, np.random.Generator):
             train_info["sampler_rng"] = rng.bit_generator.state
@@ -551,6 +587,9 @@ class _Run:
             while step < self.total:
                 if self.stop_event is not None and self.stop_event.is_set():
                     stopped = True
+                    break
+                if cfg.time_limit_s is not None and time.perf_counter() - self.t_start >= cfg.time_limit_s:
+                    stopped = True  # a budgeted segment of a long run: saved, resumable
                     break
                 x = next(self.sampler)  # x: [B, C, 64, 64] float in [0, 1]
                 x = x.contiguous(memory_format=self.memory_format)
@@ -738,7 +777,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset_path=args.data_path or None,  # load_dataset falls back to $DISVIZ_DATA itself
         save_every=args.save_every,
         track_diffusion=args.track_diffusion,
-        resume=args.resume,
+        resume=args.resume or args.reset_optimizer,
+        reset_optimizer=args.reset_optimizer,
+        time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
+        amp=args.amp,
     )
     events: list[TrainEvent] = []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from disviz import explore as ex
+from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds
 from disviz.errors import UserError
 from disviz.figures import annealing_curves, ifp_distribution
 from pages._shared import teach
@@ -23,8 +24,9 @@ through (KL ≈ 0); as β falls, the factor's information suddenly "freezes" int
 
 Left to right β *decreases* (training time goes left to right). Factors with large IFPs (dSprites: position)
 are learned first under a bottleneck; factors with small IFPs (shape, orientation) need a looser one.
-DEFT chooses its per-stage β between these clusters. The violin plot shows each factor's IFP distribution
-over random bases and seeds.
+DEFT places its stage thresholds (dotted lines) between these clusters — which only means something when the
+IFPs are measured on the **same likelihood scale** as DEFT's β (64×64 images, loss summed over pixels), and the
+**recipe** (how the VAE is optimised while β falls) moves IFPs too. Both are named above each result.
 """
 )
 
@@ -48,11 +50,32 @@ def show(result: dict, key: str) -> None:
         st.warning("This result holds no annealing runs.")
         return
     st.session_state["annealing_factors"] = sorted(set(curves) | set(ifps))
+    settings = result.get("settings") or {}
+    st.markdown(
+        f"**Scale:** {settings.get('scale', 'not recorded (older result)')} · "
+        f"**recipe:** {settings.get('recipe', 'equilibrium (older result)')} · "
+        f"**β(0)** = 1 + {settings.get('beta_max', '?')}"
+        + (f" — {settings['beta_max_note']}" if settings.get("beta_max_note") else "")
+    )
+    marks: dict[str, float] = {}
+    comparison = None
+    if result.get("mode") == "factors" and settings.get("dataset"):
+        thresholds, source = deft_thresholds(settings["dataset"])
+        if thresholds:
+            marks = {f"DEFT β{k}={b:g}": b for k, b in enumerate(thresholds)}
+            comparison = deft_stage_comparison(result, thresholds)
+            st.caption(f"Dotted lines: DEFT's stage thresholds, from {source}.")
     st.subheader("KL vs β per factor")
     max_runs = st.slider("Runs shown per factor", 1, 20, 6, key=f"{key}_max")
-    st.plotly_chart(annealing_curves(curves, threshold=threshold, max_per_factor=max_runs), key=f"{key}_curves")
+    st.plotly_chart(
+        annealing_curves(curves, threshold=threshold, max_per_factor=max_runs, beta_marks=marks), key=f"{key}_curves"
+    )
     st.subheader("IFP distribution per factor")
-    st.plotly_chart(ifp_distribution(ifps), key=f"{key}_ifps")
+    st.plotly_chart(ifp_distribution(ifps, beta_marks=marks), key=f"{key}_ifps")
+    if comparison is not None:
+        (st.success if comparison["agree"] else st.warning)(
+            f"**DEFT's thresholds vs these IFPs:** {comparison['text']}"
+        )
     rows, order = ex.annealing_summary(result)
     if rows:
         st.markdown(f"**Ordering (high → low IFP; braces: not separable, Mann–Whitney p ≥ 0.05):** {order}")
@@ -77,7 +100,16 @@ with tab_saved:
     else:
         pick = st.selectbox("Result", [str(f) for f in files], key="annealing_pick")
         try:
-            show(_load(Path(pick)), "saved")
+            shown = _load(Path(pick))
+            show(shown, "saved")
+            twins = ex.recipe_twins(Path(pick), files)
+            if len(twins) > 1:
+                st.subheader("The same test under each recipe")
+                st.caption(
+                    "Same sweeps (dataset, seed, bases), same network and scale; only the optimisation recipe "
+                    "differs. The gap is how much a measured IFP depends on how the VAE is trained."
+                )
+                st.dataframe(ex.recipe_comparison({r: _load(f) for r, f in twins.items()}), hide_index=True)
         except UserError as exc:
             st.error(str(exc))
 

@@ -16,16 +16,20 @@ from disviz.diagnostics.annealing import (
     BatchedMLPVAE,
     _factor_model,
     _train,
+    auto_beta_max,
     beta_schedule,
+    check_result_path,
+    deft_stage_comparison,
     find_ifp,
     ifp_density,
     linear_ifp,
     load_annealing_result,
     ordering_groups,
+    recipe_out_path,
     run_annealing,
 )
 from disviz.errors import TrainingError
-from disviz.explore import annealing_summary
+from disviz.explore import annealing_summary, recipe_comparison, recipe_twins
 
 
 class Toy(GroundTruthDataset):
@@ -136,12 +140,14 @@ def test_big_factor_freezes_at_higher_beta_and_file_round_trip(tmp_path):
         steps=1200,  # 400 is too short: the decoder is still learning the mean image, the KL is transient
         seed=0,
         out=out,
-        beta_max=40.0,
-        gamma=6.0,
+        gamma=8.0,
         window=20,
-    )  # default arch and sizes (batched MLP, hidden 64, lr 2e-3, warm-up T/8, full batch, 2x2 pooling)
+    )  # default arch and sizes (batched MLP, hidden 64, lr 2e-3, warm-up T/8, full batch, 64×64, auto β start)
     big, small = res["factors"]["big"], res["factors"]["small"]
-    assert big["median"] is not None
+    # at 64×64 the 24×24 block's bound (≈ 790) is far above the reference start 1 + 70: the start is raised
+    assert res["settings"]["beta_max"] == 1000.0 and "raised" in res["settings"]["beta_max_note"]
+    assert res["settings"]["scale"].startswith("64×64, Bernoulli summed over 4,096")
+    assert big["median"] is not None and big["median"] > 70
     assert small["median"] is None or big["median"] > small["median"]
     assert res["ordering"][0] == "big"
     bound = {f: res["factors"][f]["linear_median"] for f in ("big", "small")}
@@ -273,3 +279,78 @@ def test_summary_rows_and_tie_text_come_from_the_result_file():
     assert rows[2]["linear-response bound"] is None
     del result["ordering_groups"]  # files from before tie groups: the median order
     assert annealing_summary(result)[1] == "posX > posY > shape"
+
+
+def test_auto_beta_start_and_recipes():
+    assert auto_beta_max([10.0, 40.0])[0] == 70.0  # within the reference start: unchanged
+    start, note = auto_beta_max([30.0, 180.0, 354.0])
+    assert start == 450.0 and "2 of 3 runs" in note and "354" in note
+    ref = AnnealConfig.for_recipe("reference")
+    assert (ref.lr, ref.batch_size, ref.warmup, ref.antithetic, ref.activation) == (5e-4, 64, 0, False, "relu")
+    assert AnnealConfig.for_recipe("reference", lr=1e-3).lr == 1e-3  # explicit values win
+    assert AnnealConfig.for_recipe().lr == 2e-3 and AnnealConfig().pool == 1
+    with pytest.raises(TrainingError, match="recipe"):
+        AnnealConfig.for_recipe("fast")
+    res = run_annealing(Toy(), bases=1, steps=40, recipe="reference", hidden=4)
+    assert res["settings"]["recipe"] == "reference" and res["settings"]["batch_size"] == 64
+    assert res["settings"]["warmup"] == 0 and res["settings"]["beta_max"] == 1000.0
+
+
+def _result(medians: dict[str, float], groups: list[list[str]], pool: int = 1) -> dict:
+    return {
+        "settings": {"pool": pool, "scale": "64×64, Bernoulli summed over 4,096 values"},
+        "factors": {n: {"median": m, "ifps": [m]} for n, m in medians.items()},
+        "ordering_groups": groups,
+    }
+
+
+def test_deft_stage_comparison_says_where_the_ifps_fall():
+    th = (70.0, 30.0, 12.0, 1.0)
+    good = deft_stage_comparison(
+        _result({"posX": 90.0, "posY": 85.0, "scale": 50.0, "orientation": 20.0, "shape": 5.0},
+                [["posX", "posY"], ["scale"], ["orientation"], ["shape"]]),
+        th,
+    )  # fmt: skip
+    assert good["agree"] is True and good["stages"][0] == ["posX", "posY"] and good["stages"][3] == ["shape"]
+    assert "separate" in good["text"] and "NOT" not in good["text"]
+    bad = deft_stage_comparison(
+        _result(
+            {"posX": 300.0, "posY": 280.0, "scale": 150.0, "shape": 90.0}, [["posX", "posY"], ["scale"], ["shape"]]
+        ),
+        th,
+    )
+    assert bad["agree"] is False and bad["stages"][0] == ["posX", "posY", "scale", "shape"]
+    assert "do NOT separate" in bad["text"] and "stage 1 (70 ≥ β > 30): no factor" in bad["text"]
+    split = deft_stage_comparison(_result({"posX": 80.0, "posY": 60.0}, [["posX", "posY"]]), th)
+    assert split["agree"] is False  # one tie group across two stages
+    pooled = deft_stage_comparison(_result({"posX": 40.0}, [["posX"]], pool=2), th)
+    assert pooled["comparable"] is False and pooled["agree"] is None and "not comparable" in pooled["text"]
+
+
+def test_result_paths_are_checked_before_the_run(tmp_path):
+    assert check_result_path(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"
+    with pytest.raises(TrainingError, match="is a folder"):
+        check_result_path(tmp_path)
+    with pytest.raises(TrainingError, match="JSON"):
+        check_result_path(tmp_path / "r.txt")
+    assert recipe_out_path(tmp_path / "d.json", "reference") == tmp_path / "d_reference.json"
+    assert recipe_out_path(tmp_path / "d.json", "equilibrium") == tmp_path / "d.json"
+
+
+def test_recipe_twins_and_comparison_rows(tmp_path):
+    files = [tmp_path / "d.json", tmp_path / "d_reference.json", tmp_path / "s.json"]
+    assert recipe_twins(files[1], files) == {"equilibrium": files[0], "reference": files[1]}
+    assert recipe_twins(files[2], files) == {"equilibrium": files[2]}
+    eq = {"factors": {"posX": {"median": 100.0, "n": 8, "n_frozen": 8}}}
+    ref = {"factors": {"posX": {"median": 50.0, "n": 8, "n_frozen": 6}}}
+    rows = recipe_comparison({"equilibrium": eq, "reference": ref})
+    assert rows == [
+        {
+            "factor": "posX",
+            "median IFP (equilibrium)": 100.0,
+            "froze (equilibrium)": "8/8",
+            "median IFP (reference)": 50.0,
+            "froze (reference)": "6/8",
+            "reference / equilibrium": 0.5,
+        }
+    ]

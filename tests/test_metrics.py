@@ -160,6 +160,17 @@ def test_infomec_constant_and_no_active() -> None:
     assert math.isnan(one["infoc"])  # n_a = 1: 0/0
 
 
+def test_infoe_reads_all_latents_like_the_reference_module() -> None:
+    """A latent below the activity threshold (range < max/20) is left out of InfoM/InfoC, but the
+    reference module fits InfoE's probe on every latent, so the factor it encodes stays explicit."""
+    c = np.random.default_rng(0).integers(0, 4, size=(800, 2))
+    z = np.c_[10.0 * c[:, 0], 0.1 * c[:, 1]]  # latent 1 holds factor 1 at 1/100 of latent 0's range
+    out = infomec(z, c, discrete=False)
+    assert out["active"].tolist() == [True, False]
+    assert out["infoe_per_factor"][1] > 0.9  # a probe on the active latents alone would give ≈ 0
+    assert out["settings"]["infoe_latents"].startswith("all")
+
+
 # --- FactorVAE / BetaVAE --------------------------------------------------------------------
 def _src(mix: np.ndarray, noise: float = 0.0) -> OracleSource:
     return OracleSource(SIZES, mix, noise=noise, seed=0)

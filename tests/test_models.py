@@ -238,27 +238,54 @@ def test_qlae_clips_weight_gradients_element_wise_only():
 
 
 # --- DEFT -------------------------------------------------------------------------------------------
-def test_deft_stage_schedule_and_group_status():
-    model = tiny("deft", stage_steps=10)  # 5 groups of 2, betas 70/30/12/1
+def test_deft_fixed_stage_schedule_and_group_status():
+    model = tiny("deft", schedule="steps", stage_steps=10)  # 5 groups of 2, betas 70/30/12/1
     assert [model.stage(s) for s in (0, 9, 10, 25, 30, 10_000)] == [0, 0, 1, 2, 3, 3]
     assert [model.beta(s) for s in (0, 10, 20, 30)] == [70.0, 30.0, 12.0, 1.0]
     assert model.group_status(0) == ["current"] + ["inactive"] * 4
     assert model.group_status(1) == ["earlier", "current", "inactive", "inactive", "inactive"]
-    assert model.group_status(3) == ["earlier"] * 3 + ["current"] * 2  # last stage activates the rest
-    auto = tiny("deft", steps=1000)  # stage_steps 0 -> steps // #stages
+    # author code: 4 stages for 5 groups leaves the last group untrained (noise, KL 0)
+    assert model.group_status(3) == ["earlier"] * 3 + ["current", "inactive"]
+    rest = tiny("deft", schedule="steps", stage_steps=10, remaining_groups="last")
+    assert rest.group_status(3) == ["earlier"] * 3 + ["current"] * 2  # the option: last stage takes the rest
+    auto = tiny("deft", schedule="steps", steps=1000)  # stage_steps 0 -> steps // #stages
     assert auto.stage_length() == 250 and auto.stage(999) == 3
     # resolved at build time: the card keeps it, a resume with more steps keeps the boundaries
     assert auto.config.stage_steps == 250 and auto.config.replace(steps=4000).stage_steps == 250
-    ref = tiny("deft", schedule="reference", steps=1000)
+
+
+def test_deft_reference_schedule_uses_continuous_beta_and_thresholds():
+    ref = tiny("deft", steps=1000)  # the default schedule: β(t) = max(150 e^{-20 t/T}, 1), T = 1000
+    assert ref.config.schedule == "reference" and ref.n_stages == 5
     stages = [ref.stage(s) for s in range(0, 1000, 5)]
-    assert stages[0] == 0 and stages[-1] == 3 and all(a <= b for a, b in zip(stages, stages[1:], strict=False))
-    # stage k is left once the reference β(t) has fallen to β_k
-    first_1 = next(s for s in range(1000) if ref.stage(s) == 1)
-    assert ref.reference_beta(first_1) <= 70 < ref.reference_beta(first_1 - 1)
+    assert stages[0] == 0 and stages[-1] == 4 and all(a <= b for a, b in zip(stages, stages[1:], strict=False))
+    # stage k+1 starts once β(t) has fallen to β_k: 70 at t = ln(150/70)/20, 1 at t = ln(150)/20
+    for k, b in enumerate((70.0, 30.0, 12.0, 1.0)):
+        first = next(s for s in range(1000) if ref.stage(s) == k + 1)
+        assert ref.reference_beta(first) <= b < ref.reference_beta(first - 1)
+    assert next(s for s in range(1000) if ref.stage(s) == 1) == math.ceil(1000 * math.log(150 / 70) / 20)
+    # the loss uses β(t), not the stage's threshold
+    assert ref.beta(100) == pytest.approx(150 * math.exp(-2.0)) and ref.beta(999) == 1.0
+    x = squares(4)
+    assert float(ref.loss(x, 100)["beta"]) == pytest.approx(150 * math.exp(-2.0))
+    # 5 stages for 5 groups: the β = 1 stage trains the last group alone; every group is used
+    assert ref.group_status(4) == ["earlier"] * 4 + ["current"]
+    assert ref.group_status(5) == ["earlier"] * 5  # beyond G every group is an earlier one (author cap)
+
+
+def test_deft_sub_encoders_are_narrow_like_the_author_code():
+    model = create_model("deft", DSPRITES)
+    enc = model.encoders[0]
+    assert enc.convs[0].out_channels == 8 and enc.convs[-2].out_channels == 16 and enc.fc[0].out_features == 64
+    assert model.decoder.fc[0].out_features == 256  # the decoder stays the §0 one
+    wide = create_model("deft", DSPRITES, encoder_channels=32, encoder_hidden=256)
+    n_narrow = sum(p.numel() for p in model.encoders.parameters())
+    n_wide = sum(p.numel() for p in wide.encoders.parameters())
+    assert n_wide > 8 * n_narrow
 
 
 def test_deft_learning_rates_gradients_and_inactive_groups():
-    model = tiny("deft", stage_steps=10, lr=1e-3)
+    model = tiny("deft", schedule="steps", remaining_groups="last", stage_steps=10, lr=1e-3)
     opts = model.configure_optimizers()
     x = squares(8)
     before = [torch.cat([p.detach().flatten().clone() for p in enc.parameters()]) for enc in model.encoders]
@@ -281,7 +308,7 @@ def test_deft_learning_rates_gradients_and_inactive_groups():
 
 
 def test_deft_freeze_option_uses_the_diagonal_projection():
-    model = tiny("deft", stage_steps=10, slowdown="freeze")
+    model = tiny("deft", schedule="steps", stage_steps=10, slowdown="freeze")
     opts = model.configure_optimizers()
     x = squares(8)
     model.train_step(x, 12, opts)  # stage 1
@@ -376,7 +403,7 @@ def test_total_correlation_estimate_is_sane():
 
 
 def test_deft_fused_group_encoders_equal_the_separate_ones():
-    model = tiny("deft", stage_steps=10)
+    model = tiny("deft", schedule="steps", remaining_groups="last", stage_steps=10)
     x = squares(4)
     with torch.no_grad():
         mu, logvar = model.posterior_at(x, 3)  # all five groups active, run fused

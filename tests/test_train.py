@@ -17,7 +17,7 @@ from test_checkpoints import REGISTRY, TinyConfig, TinySquares, TinyVAE
 from disviz import checkpoints, cli
 from disviz import train as engine
 from disviz.checkpoints import checkpoint_lock, load_checkpoint, read_card
-from disviz.errors import TrainingError
+from disviz.errors import TrainingError, UserError
 from disviz.train import TrainConfig, TrainEvent, parse_key_values, speed_up_optimizers, train
 
 
@@ -117,6 +117,45 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     # nothing left to do
     _, events = run(cfg(part, steps=12, resume=True))
     assert events[-1].kind == "done" and "already trained" in events[-1].message
+
+
+def test_weights_only_checkpoint_continues_with_a_fresh_optimiser_and_the_card_says_so(tmp_path):
+    """A shipped (weights-only) folder in a fresh clone: --resume refuses and names --reset-optimizer,
+    which continues from the weights; segments, resets and images seen are on the card."""
+    out, _ = run(cfg(tmp_path / "ck", steps=6))
+    for name in ("optimizer.safetensors", "optimizer.json"):
+        (out / name).unlink()
+    with pytest.raises(UserError, match="--reset-optimizer"):
+        run(cfg(out, steps=10, resume=True))
+    with pytest.raises(TrainingError, match="needs resume"):
+        run(cfg(out, steps=10, reset_optimizer=True))
+    before = weights(out)
+    resumed, events = run(cfg(out, steps=10, resume=True, reset_optimizer=True, batch_size=4))
+    assert events[0].step == 6 and [e.step for e in events if e.kind == "step"] == [8, 10]
+    card = read_card(resumed)
+    train_info = card["train"]
+    assert train_info["images_seen"] == 6 * 8 + 4 * 4  # the first segment at batch 8, the second at 4
+    segs = train_info["segments"]
+    assert [(s["from_step"], s["to_step"], s["optimizer"], s["batch_size"]) for s in segs] == [
+        (0, 6, "fresh", 8),
+        (6, 10, "fresh", 4),
+    ]
+    assert train_info["resumes"] == 1 and train_info["optimizer_resets"] == [6]
+    assert segs[0]["amp"] == segs[1]["amp"] == "off"
+    after = weights(resumed)
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on from those weights
+
+
+def test_time_limit_stops_saves_and_resumes(tmp_path):
+    out, events = run(cfg(tmp_path / "ck", steps=10_000, log_every=1, time_limit_s=0.3))
+    assert events[-1].kind == "stopped"
+    step = read_card(out)["steps"]
+    assert 0 < step < 10_000
+    with pytest.raises(TrainingError, match="time limit"):
+        run(cfg(tmp_path / "x", time_limit_s=-1))
+    resumed, events = run(cfg(out, steps=step + 4, resume=True))
+    assert events[-1].kind == "done" and read_card(resumed)["steps"] == step + 4
+    assert read_card(resumed)["train"]["segments"][-1]["optimizer"] == "restored"
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -332,6 +371,8 @@ def test_every_real_model_trains_saves_loads_and_resumes_exactly(tmp_path, monke
     monkeypatch.setattr(engine, "_load_dataset", lambda n, path, options: load_dataset(n, path=path, **options))
     monkeypatch.setattr(engine, "_create_model", lambda n, info, ov: create_model(n, info, **ov))
     tiny = {"base_channels": "4", "hidden": "16"}
+    if name == "deft":  # the β(t) schedule's T is fixed when the model is built: the same for both runs
+        tiny.update(ref_steps="4", encoder_channels="4", encoder_hidden="16")
     batch = 10 if name == "did" else 4  # DiD splits a batch over its 5 critic steps
     kw = dict(model=name, dataset="dsprites", batch_size=batch, device="cpu", log_every=1, overrides=tiny, save_every=2)
     straight = train(TrainConfig(out=tmp_path / "a", steps=4, **kw))

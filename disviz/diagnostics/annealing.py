@@ -45,6 +45,20 @@ With these the measured IFPs sit at 0.5–0.95 of each run's bound and every run
 
 Steps: the reference T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T) stays the default.
 
+Scale (methods.md §7.1 item 8). An IFP is a β on the scale of the likelihood it was measured
+with. The default is the reference's: full 64×64 images, the Bernoulli (or L2) loss summed over
+all 4 096 (× C) pixels, the scale of the trained models and of DEFT's β thresholds (70/30/12/1).
+``pool=2`` (the earlier default, 4× cheaper) divides every IFP by ≈ 4; results record ``pool`` and
+the page names the scale. At 64×64 dSprites' position and scale sweeps have linear-response bounds
+above the reference start β = 1 + 70 (posX ≈ 120–350), so they would be frozen from the first
+step: ``beta_max=None`` (default) starts the schedule at max(70, 1.25 × the largest bound of the
+runs, rounded up to 10) and the result says so (``settings['beta_max_note']``).
+
+Recipes (``recipe``). ``"equilibrium"`` (default) is the set of fixes above. ``"reference"`` is
+the reference recipe on the same network and scale: Adam 5e-4, batch 64 sampled with replacement
+from the sweep, no warm-up, ReLU, plain ε sampling. Running both (``anneal --recipe both``)
+shows how much a measured IFP depends on the optimisation; every result names its recipe.
+
 Bernoulli likelihood for binary data, L2 (Gaussian, σ=1 up to a constant) for RGB.
 
 Interpretations [I] (all config fields): the IFP is read on a moving-median-smoothed KL trace
@@ -97,7 +111,8 @@ class AnnealConfig:
 
     steps: int = 8000  # T (reference: 8 000)
     schedule: str = "exp"  # "exp": 1 + β_max·e^{−γt/T}; "linear": max(β_max(1 − t/T), 1)
-    beta_max: float = 70.0
+    beta_max: float | None = None  # None: max(70, 1.25 × largest linear bound) (module docstring)
+    recipe: str = "equilibrium"  # "equilibrium" (defaults below) | "reference" (REFERENCE_RECIPE)
     gamma: float = 15.0
     threshold: float = 0.1  # nat
     window: int = 50  # moving-median window for the KL trace [I]
@@ -106,7 +121,7 @@ class AnnealConfig:
     lr: float = 2e-3  # Adam; the reference's 5e-4 lags far behind the falling β (module docstring)
     base_channels: int = 8  # conv arch only
     hidden: int = 64
-    pool: int | None = None  # k×k average pooling before training; None: 2 for "mlp" (32×32), 1 for "conv"
+    pool: int = 1  # k×k average pooling before training; 1 = the models' 64×64 scale (2 divides IFPs by ≈ 4)
     latent_dim: int = 1  # per run (1 for the IFP test; label-free uses 10)
     warmup: int | None = None  # steps trained at β(0) before the schedule starts (not recorded); None: steps // 8
     latent_init: float = 1.0  # mlp arch: scale of the decoder's latent-input weights at init
@@ -123,13 +138,13 @@ class AnnealConfig:
         Lets a CLI user restore the reference recipe, e.g. ``--set warmup=0 --set lr=0.0005
         --set antithetic=false --set activation=relu --set latent_init=0.01``."""
         defaults = cls()
-        names = {f.name for f in fields(cls)} - {"steps", "schedule", "arch", "pool", "batch_size", "extra"}
+        names = {f.name for f in fields(cls)} - {"steps", "schedule", "arch", "pool", "batch_size", "extra", "recipe"}
         out: dict[str, Any] = {}
         for key, value in raw.items():
             if key not in names:
                 raise TrainingError(f"annealing has no option {key!r}; options: {sorted(names)}")
             current = getattr(defaults, key)
-            if current is None:  # optional numeric fields (warmup: int, stop_recon: float)
+            if current is None:  # optional numeric fields (warmup: int, stop_recon/beta_max: float)
                 current = 0 if key == "warmup" else 0.0
             out[key] = _cast_like(current, value, key)  # ConfigError (a TrainingError) on a bad value
         return out
@@ -145,15 +160,54 @@ class AnnealConfig:
             self.warmup = self.steps // 8
         if self.warmup < 0 or self.activation not in ACTIVATIONS:
             raise TrainingError(f"warmup must be >= 0 and activation one of {sorted(ACTIVATIONS)}")
-        if self.pool is None:
-            self.pool = 2 if self.arch == "mlp" else 1
         if self.pool < 1 or 64 % self.pool or (self.arch == "conv" and self.pool != 1):
             raise TrainingError(f"pool must divide 64 (and be 1 for arch 'conv'), got {self.pool}")
-        if self.beta_max <= 0 or self.threshold <= 0:
+        if (self.beta_max is not None and self.beta_max <= 0) or self.threshold <= 0:
             raise TrainingError("beta_max and threshold must be positive")
+        if self.recipe not in RECIPES:
+            raise TrainingError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+
+    @classmethod
+    def for_recipe(cls, recipe: str = "equilibrium", **overrides: Any) -> AnnealConfig:
+        """The config of a named recipe, then ``overrides`` (explicit values win over the recipe's)."""
+        if recipe not in RECIPES:
+            raise TrainingError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
+        return cls(**{**RECIPES[recipe], "recipe": recipe, **overrides})
 
 
-def beta_schedule(t: np.ndarray | int, steps: int, kind: str = "exp", beta_max: float = 70.0, gamma: float = 15.0):
+# The reference recipe of erow/disentanglement_lib's annealing test, on our network and scale.
+REFERENCE_RECIPE: dict[str, Any] = {
+    "lr": 5e-4,
+    "batch_size": 64,
+    "warmup": 0,
+    "activation": "relu",
+    "antithetic": False,
+    "latent_init": 1.0,
+}
+RECIPES: dict[str, dict[str, Any]] = {"equilibrium": {}, "reference": REFERENCE_RECIPE}
+REFERENCE_BETA_MAX = 70.0
+
+
+def auto_beta_max(bounds: Sequence[float]) -> tuple[float, str]:
+    """Start β of the schedule for runs with these linear-response bounds, and a note saying why.
+
+    The reference starts at 1 + 70; a run whose bound is above that is frozen from the first step
+    and its IFP is unmeasurable, so the start is raised to 1.25 × the largest bound (rounded up to 10).
+    """
+    top = max(bounds, default=0.0)
+    if 1.25 * top <= REFERENCE_BETA_MAX:
+        return REFERENCE_BETA_MAX, "reference start β = 1 + 70"
+    start = float(math.ceil(1.25 * top / 10.0) * 10)
+    n_above = sum(1 for b in bounds if b >= REFERENCE_BETA_MAX)
+    return start, (
+        f"start raised from the reference 70 to {start:g}: {n_above} of {len(bounds)} runs have a linear-response "
+        f"bound above 70 (largest {top:.0f}) and would be frozen from the first step"
+    )
+
+
+def beta_schedule(
+    t: np.ndarray | int, steps: int, kind: str = "exp", beta_max: float = REFERENCE_BETA_MAX, gamma: float = 15.0
+):
     """β at step(s) t of T=steps: exp ``1 + β_max·e^{−γt/T}`` or linear ``max(β_max(1 − t/T), 1)``."""
     t = np.asarray(t, dtype=np.float64)
     if kind == "exp":
@@ -364,9 +418,9 @@ class BatchedMLPVAE(nn.Module):
     """R independent one-hidden-layer MLP VAEs as batched matmuls (``torch.baddbmm`` over runs).
 
     Per run: encoder ``D -> hidden`` ReLU ``-> 2d`` (μ, ln σ²); decoder ``d -> hidden`` ReLU
-    ``-> D`` logits, with D = C·S·S pixels. Weights are stacked [R, in, out]; a forward pass on a
-    contiguous slice of runs uses a view of them, so runs with different image counts (factors
-    with different |V_k|) are trained full-batch without padding, one bmm per group.
+    ``-> D`` logits, with D = C·S·S pixels. Weights are stacked [R, in, out]. Runs with different
+    image counts (factors with different |V_k|) are trained full-batch without padding by giving
+    each group of equal-length runs its own module (one bmm per group).
     """
 
     @classmethod
@@ -398,17 +452,15 @@ class BatchedMLPVAE(nn.Module):
         with torch.no_grad():  # decoder nearly blind to z at init (see the module docstring)
             self.w["d1"].mul_(latent_init)
 
-    def _lin(self, x: torch.Tensor, name: str, sl: slice) -> torch.Tensor:
-        # x: [R_g, N, in] -> [R_g, N, out] with the weights of runs ``sl``
-        return torch.baddbmm(self.b[name][sl], x, self.w[name][sl])
+    def _lin(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        # x: [R, N, in] -> [R, N, out]; whole parameters, never slices: a slice's backward fills a
+        # zero gradient of the full [R, in, out] tensor per use (measured: 26 % of a 64×64 step)
+        return torch.baddbmm(self.b[name], x, self.w[name])
 
-    def losses(
-        self, x: torch.Tensor, binary: bool, sl: slice | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [R_g, N, D] for runs ``sl`` (default all) -> (recon [R_g], KL [R_g], KL per latent [R_g, d])."""
-        sl = slice(0, self.r) if sl is None else sl
-        h = self.act(self._lin(x, "e1", sl))
-        out = self._lin(h, "e2", sl)  # [R_g, N, 2d]
+    def losses(self, x: torch.Tensor, binary: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [R, N, D] -> (recon [R], KL [R], KL per latent [R, d])."""
+        h = self.act(self._lin(x, "e1"))
+        out = self._lin(h, "e2")  # [R, N, 2d]
         mu, logvar = out[..., : self.d], out[..., self.d :]
         eps = torch.randn_like(mu)
         if self.antithetic:  # ε and −ε: the gradient noise linear in ε cancels exactly
@@ -421,9 +473,9 @@ class BatchedMLPVAE(nn.Module):
         else:
             mu_s, lv_s, x_s = mu, logvar, x
         z = mu_s + eps * (0.5 * lv_s).exp()
-        logits = self._lin(self.act(self._lin(z, "d1", sl)), "d2", sl)  # [R_g, N (×2), D]
-        recon = _recon(logits, x_s, binary).sum(2).mean(1)  # [R_g]
-        kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(1)  # [R_g, d]
+        logits = self._lin(self.act(self._lin(z, "d1")), "d2")  # [R, N (×2), D]
+        recon = _recon(logits, x_s, binary).sum(2).mean(1)  # [R]
+        kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(1)  # [R, d]
         return recon, kl_dim.sum(1), kl_dim
 
 
@@ -459,8 +511,13 @@ def _train(
 ) -> dict[str, np.ndarray] | None:
     """Anneal β over cfg.steps; returns per-step β [T], recon [T, R], KL [T, R], KL per latent [T, R, d]."""
     gen = torch.Generator(device=device).manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    betas = beta_schedule(np.arange(cfg.steps), cfg.steps, cfg.schedule, cfg.beta_max, cfg.gamma)
+    # fused Adam: one kernel per tensor instead of ~10 elementwise passes (sqrt/div were 25 % of a step)
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    except (RuntimeError, TypeError):
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    beta_max = REFERENCE_BETA_MAX if cfg.beta_max is None else cfg.beta_max  # run_annealing resolves None first
+    betas = beta_schedule(np.arange(cfg.steps), cfg.steps, cfg.schedule, beta_max, cfg.gamma)
     # history preallocated once: appending T small tensors interleaved with each step's large
     # temporaries fragmented the CPU heap (RSS grew ~1 MB/step, 9.5 GB for a 5×8-base run)
     hist_t: dict[str, torch.Tensor] = {}
@@ -520,21 +577,23 @@ def _factor_model(
         return padded[rows, idx]  # [R, B, C, S, S]
 
     if cfg.arch == "mlp":
-        mlp = BatchedMLPVAE.from_config(r, padded[0, 0].numel(), cfg).to(dev)
+        pixels = padded[0, 0].numel()
         if cfg.batch_size is not None:
+            mlp = BatchedMLPVAE.from_config(r, pixels, cfg).to(dev)
             return mlp, lambda g: mlp.losses(sample(g).flatten(2), binary)
-        groups: list[tuple[slice, torch.Tensor]] = []
+        groups: list[torch.Tensor] = []
         start = 0
         for i in range(1, r + 1):
             if i == r or lens[i] != lens[start]:
-                groups.append((slice(start, i), torch.stack(data[start:i]).flatten(2)))  # [R_g, N, D]
+                groups.append(torch.stack(data[start:i]).flatten(2))  # [R_g, N, D]
                 start = i
+        mlps = nn.ModuleList(BatchedMLPVAE.from_config(len(x), pixels, cfg) for x in groups).to(dev)
 
         def full(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            parts = [mlp.losses(x, binary, sl) for sl, x in groups]
+            parts = [m.losses(x, binary) for m, x in zip(mlps, groups, strict=True)]
             return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
 
-        return mlp, full
+        return mlps, full
     conv = BatchedVAE(r, c, cfg.latent_dim, cfg.base_channels, cfg.hidden).to(dev)
     if cfg.batch_size is not None:
         return conv, lambda g: conv.losses(sample(g).transpose(0, 1), binary)
@@ -582,17 +641,19 @@ def run_annealing(
     out: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     stop_event: threading.Event | None = None,
+    recipe: str = "equilibrium",
     **config: Any,
 ) -> dict[str, Any] | None:
     """Run the annealing test and return the result dict (also written atomically to ``out``).
 
-    Returns None (and writes nothing) when ``stop_event`` is set before the end.
+    Returns None (and writes nothing) when ``stop_event`` is set before the end. ``recipe`` picks
+    the optimisation recipe (module docstring); ``config`` overrides single AnnealConfig fields.
     """
     if isinstance(dataset, str):
         from disviz.data import load_dataset
 
         dataset = load_dataset(dataset)
-    cfg = AnnealConfig(schedule=schedule, **config)
+    cfg = AnnealConfig.for_recipe(recipe, schedule=schedule, **{k: v for k, v in config.items() if v is not None})
     if steps is not None:
         cfg.steps = int(steps)
     if label_free and "latent_dim" not in config:
@@ -605,6 +666,19 @@ def run_annealing(
     t0 = time.perf_counter()
     ds = dataset
     c = int(ds.channels)
+    plan: list[tuple[str, list[int], np.ndarray]] = []
+    names: list[str] = []
+    bounds: list[float] = []
+    if not label_free:
+        names = _resolve_factors(ds, factors)
+        rng = np.random.default_rng(seed)
+        for name in names:
+            for base in ds.sample_factors(bases, rng):
+                plan.append((name, [int(v) for v in base], ds.images(ds.sweep(name, base))))
+        bounds = [linear_ifp(im, ds.binary, cfg.pool) for _, _, im in plan]
+    note = "set by the caller"
+    if cfg.beta_max is None:
+        cfg.beta_max, note = auto_beta_max(bounds)
     settings = {
         "dataset": ds.name,
         "dataset_options": dict(getattr(ds, "options", {}) or {}),
@@ -612,6 +686,8 @@ def run_annealing(
         "device": str(dev),
         "label_free": label_free,
         **{k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "beta_max_note": note,
+        "scale": likelihood_scale(cfg.pool, c, ds.binary),
     }
 
     if label_free:
@@ -656,12 +732,6 @@ def run_annealing(
             "factors": {},
         }
     else:
-        names = _resolve_factors(ds, factors)
-        rng = np.random.default_rng(seed)
-        plan: list[tuple[str, list[int], np.ndarray]] = []
-        for name in names:
-            for base in ds.sample_factors(bases, rng):
-                plan.append((name, [int(v) for v in base], ds.images(ds.sweep(name, base))))
         model, step = _factor_model([im for _, _, im in plan], cfg, c, ds.binary, dev)
         hist = _train(model, step, cfg, dev, seed, progress, stop_event, f"{len(names)} factors x {bases} bases")
         if hist is None:
@@ -680,7 +750,7 @@ def run_annealing(
                     "base": base,
                     "n_images": len(im),
                     "ifp": find_ifp(beta[:end], kl[:end], cfg.threshold, cfg.window, cfg.warmup > 0),
-                    "linear_ifp": linear_ifp(im, ds.binary, cfg.pool),
+                    "linear_ifp": bounds[i],
                     "step": keep.tolist(),
                     "beta": beta[keep].tolist(),
                     "kl": kl[keep].tolist(),
@@ -704,6 +774,68 @@ def run_annealing(
     if out is not None:
         save_annealing_result(out, result)
     return result
+
+
+def likelihood_scale(pool: int, channels: int, binary: bool) -> str:
+    """Human-readable likelihood scale of a result: what its βs are measured against."""
+    side = 64 // max(int(pool), 1)
+    loss = "Bernoulli" if binary else "L2"
+    return f"{side}×{side}, {loss} summed over {side * side * channels:,} values" + (
+        "" if pool == 1 else f" (pooled {pool}×{pool}: IFPs ≈ {pool * pool}× below the 64×64 models' scale)"
+    )
+
+
+def deft_stage_comparison(result: dict[str, Any], thresholds: Sequence[float]) -> dict[str, Any]:
+    """Where each factor's median IFP falls between DEFT's β thresholds, and whether the thresholds
+    separate the result's factor families. Computed from the result, never assumed.
+
+    DEFT's stage k runs while β is in (thresholds[k], thresholds[k-1]] (stage 0: above thresholds[0]);
+    a factor whose IFP lies in that band can freeze into stage k's group. The thresholds *agree*
+    with the test when every tie group of the ordering (factors the test cannot separate) lies in
+    one stage and different groups lie in different stages. ``comparable`` is False for results on
+    a pooled scale, whose IFPs are ≈ pool² below DEFT's 64×64 βs.
+    """
+    settings = result.get("settings") or {}
+    pool = int(settings.get("pool") or 1)
+    th = sorted((float(b) for b in thresholds), reverse=True)
+    stage_of: dict[str, int] = {}
+    rows = []
+    for name, group in (result.get("factors") or {}).items():
+        med = group.get("median") if isinstance(group, dict) else None
+        if med is None:
+            continue
+        stage_of[name] = sum(1 for b in th if float(med) <= b)
+        rows.append({"factor": name, "median IFP": float(med), "DEFT stage": stage_of[name]})
+    rows.sort(key=lambda r: -r["median IFP"])
+    stages = {k: [r["factor"] for r in rows if r["DEFT stage"] == k] for k in range(len(th) + 1)}
+    groups = [[n for n in g if n in stage_of] for g in result.get("ordering_groups") or [[r["factor"]] for r in rows]]
+    groups = [g for g in groups if g]
+    group_stages = [{stage_of[n] for n in g} for g in groups]
+    agree = all(len(gs) == 1 for gs in group_stages) and len({min(gs) for gs in group_stages}) == len(groups)
+
+    def band(k: int) -> str:
+        return f"β > {th[0]:g}" if k == 0 else f"{th[k - 1]:g} ≥ β" + (f" > {th[k]:g}" if k < len(th) else "")
+
+    bands = "; ".join(f"stage {k} ({band(k)}): {', '.join(v) or 'no factor'}" for k, v in stages.items())
+    if pool != 1:
+        text = f"not comparable: these IFPs are {pool}×{pool}-pooled, ≈ {pool * pool}× below DEFT's 64×64 βs"
+    elif not rows:
+        text = "no factor froze; nothing to compare"
+    elif agree:
+        text = f"DEFT's thresholds separate the factor families of this test, one per stage — {bands}"
+    else:
+        text = (
+            f"DEFT's thresholds do NOT separate the factor families of this test on the 64×64 scale — {bands}. "
+            "The authors set the thresholds; this test places the freezing points elsewhere."
+        )
+    return {
+        "scale": settings.get("scale") or f"{64 // pool}×{64 // pool} (older result without a recorded scale)",
+        "comparable": pool == 1,
+        "agree": bool(agree) if pool == 1 and rows else None,
+        "rows": rows,
+        "stages": stages,
+        "text": text,
+    }
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -766,42 +898,103 @@ def _load(args: Any) -> GroundTruthDataset:
     )
 
 
+def recipe_out_path(out: str | os.PathLike[str], recipe: str) -> Path:
+    """Where ``anneal --recipe both`` writes the reference-recipe twin of ``out``."""
+    out = Path(out)
+    return out if recipe == "equilibrium" else out.with_name(f"{out.stem}_{recipe}{out.suffix or '.json'}")
+
+
+def check_result_path(path: str | os.PathLike[str]) -> Path:
+    """Fail before a long run, not after it, when the result could not be written there."""
+    p = Path(path)
+    if p.is_dir():
+        raise TrainingError(f"--out {p} is a folder; give a file name such as {p / 'result.json'}")
+    if p.suffix.lower() != ".json":
+        raise TrainingError(f"--out {p}: annealing results are JSON files; use a name ending in .json")
+    parent = p.parent if str(p.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise TrainingError(f"--out {p}: cannot write in {probe}; choose a writable folder")
+    return p
+
+
+def print_summary(res: dict[str, Any]) -> None:
+    """The CLI's per-factor table, the ordering and where DEFT's thresholds fall on this scale."""
+    st = res["settings"]
+    print(f"recipe {st.get('recipe', 'equilibrium')}, scale {st.get('scale', '?')}, β(0) = 1 + {st.get('beta_max')}")
+    if st.get("beta_max_note"):
+        print(f"  ({st['beta_max_note']})")
+    for name in res["ordering"]:
+        s = res["factors"][name]
+        med = "—" if s["median"] is None else f"{s['median']:.2f}"
+        vals = ", ".join("None" if v is None else f"{v:.1f}" for v in s["ifps"])
+        lin = f"; linear-response bound {s['linear_median']:.1f}" if s.get("linear_median") is not None else ""
+        print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen{lin})  [{vals}]")
+    print("ordering (high → low median IFP): " + " > ".join(res["ordering"]))
+    print("ordering, ties where Mann-Whitney p >= 0.05: " + ordering_text(res))
+    thresholds, _ = deft_thresholds(st.get("dataset", ""))
+    if thresholds:
+        print(
+            f"DEFT thresholds {'/'.join(f'{b:g}' for b in thresholds)}: "
+            + deft_stage_comparison(res, thresholds)["text"]
+        )
+
+
+def deft_thresholds(dataset: str, checkpoints: str | os.PathLike[str] = "checkpoints") -> tuple[tuple[float, ...], str]:
+    """DEFT's β thresholds for ``dataset`` and where they come from: the shipped DEFT checkpoint's
+    card when there is one (``checkpoints/<dataset>/deft``), else DEFT's config defaults; ((), reason)
+    when neither is known."""
+    card_file = Path(checkpoints) / dataset / "deft" / "card.json"
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        betas = json.loads(card_file.read_text(encoding="utf-8"))["config"]["betas"]
+        if isinstance(betas, list) and betas and all(isinstance(b, (int, float)) for b in betas):
+            return tuple(float(b) for b in betas), f"the shipped {dataset}/deft checkpoint's card"
+    from disviz.data import load_dataset
+    from disviz.models.deft import DEFTConfig
+
+    try:
+        info = load_dataset(dataset).info()
+    except UserError as exc:
+        return (), f"unknown dataset ({exc})"
+    return tuple(DEFTConfig.for_dataset(info).betas), "DEFT's defaults for this dataset"
+
+
 def cmd_anneal(args: Any) -> int:
-    """`python -m disviz anneal`: run the test, write --out, print the per-factor IFP summary."""
+    """`python -m disviz anneal`: run the test (one or both recipes), write --out, print the summary."""
     from disviz.train import parse_key_values
 
+    recipes = ["equilibrium", "reference"] if args.recipe == "both" else [args.recipe]
+    outs = {r: check_result_path(recipe_out_path(args.out, r) if args.recipe == "both" else args.out) for r in recipes}
+    overrides = AnnealConfig.cast_overrides(parse_key_values(getattr(args, "set", []), "--set"))
     ds = _load(args)
-    res = run_annealing(
-        ds,
-        factors=args.factors,
-        bases=args.bases,
-        steps=args.steps,
-        seed=args.seed,
-        schedule=args.schedule,
-        label_free=args.label_free,
-        device=args.device,
-        out=args.out,
-        progress=_stderr_progress,
-        arch=args.arch,
-        pool=args.pool,
-        batch_size=args.batch_size,
-        **AnnealConfig.cast_overrides(parse_key_values(getattr(args, "set", []), "--set")),
-    )
-    print(file=sys.stderr)
-    assert res is not None
-    print(f"wrote {args.out} ({res['elapsed_s']:.1f} s on {res['settings']['device']})")
-    if res["mode"] == "label_free":
-        peaks = ", ".join(f"{b:.1f}" for b in res["label_free"]["peaks"]) or "none"
-        print(f"ΔKL/Δβ peaks at β = {peaks}")
-    else:
-        for name in res["ordering"]:
-            s = res["factors"][name]
-            med = "—" if s["median"] is None else f"{s['median']:.2f}"
-            vals = ", ".join("None" if v is None else f"{v:.1f}" for v in s["ifps"])
-            lin = f"; linear-response bound {s['linear_median']:.1f}" if s.get("linear_median") is not None else ""
-            print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen{lin})  [{vals}]")
-        print("ordering (high → low median IFP): " + " > ".join(res["ordering"]))
-        print("ordering, ties where Mann-Whitney p >= 0.05: " + ordering_text(res))
+    for recipe in recipes:
+        res = run_annealing(
+            ds,
+            factors=args.factors,
+            bases=args.bases,
+            steps=args.steps,
+            seed=args.seed,
+            schedule=args.schedule,
+            label_free=args.label_free,
+            device=args.device,
+            out=outs[recipe],
+            progress=_stderr_progress,
+            recipe=recipe,
+            arch=args.arch,
+            pool=args.pool,
+            batch_size=args.batch_size,
+            **overrides,
+        )
+        print(file=sys.stderr)
+        assert res is not None
+        print(f"wrote {outs[recipe]} ({res['elapsed_s']:.1f} s on {res['settings']['device']})")
+        if res["mode"] == "label_free":
+            peaks = ", ".join(f"{b:.1f}" for b in res["label_free"]["peaks"]) or "none"
+            print(f"ΔKL/Δβ peaks at β = {peaks}")
+        else:
+            print_summary(res)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Default variant: the standalone InfoMEC module the latent_quantization README recommends
 (kNN with 10 neighbours; active if range > 0 for discrete, > max/20 for continuous; one-hot
-InfoE inputs for discrete latents). 'logging' and 'tripod' reproduce the other two codes.
+InfoE inputs for discrete latents). InfoM and InfoC use the active latents only; InfoE's probe
+reads all latents, as the reference module fits it. 'logging' and 'tripod' reproduce the other two codes.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def infomec(
         "active_rule": cfg["active"],
         "infoe_inputs": "one-hot" if (is_discrete and cfg["infoe_inputs"] == "by_discrete") else "standardised",
         "infoe_probe": "LogisticRegression(C=inf i.e. penalty=None, lbfgs, max_iter=100, tol=1e-4, balanced), fit = score set",
+        "infoe_latents": "all (reference module); InfoM/InfoC: active only",
         "n": int(z.shape[0]),
         "seed": seed,
     }
@@ -145,7 +147,9 @@ def infomec(
         row = np.nan_to_num(na.max(1) / na.sum(1), nan=1.0 / n_a)
     infom = (col.mean() - 1.0 / n_s) / (1.0 - 1.0 / n_s) if n_s > 1 else 1.0
     infoc = (row.mean() - 1.0 / n_a) / (1.0 - 1.0 / n_a) if n_a > 1 else float("nan")
-    infoe, per_factor_e = _infoe(z[:, active], c, settings["infoe_inputs"] == "one-hot")
+    # InfoE's probe reads all latents, as in the reference module (metrics.md §1.3): a latent below the
+    # activity threshold can still carry information a linear probe uses
+    infoe, per_factor_e = _infoe(z, c, settings["infoe_inputs"] == "one-hot")
     return {
         "infom": float(infom),
         "infoc": float(infoc),

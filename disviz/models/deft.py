@@ -15,16 +15,32 @@ decreasing β: stage k minimises ``recon + β_k Σ_j KL_j`` (no TC term). In sta
 - *later* groups are inactive: μ = 0, ln σ² = 0, so their KL is exactly 0 and z is pure noise;
   their sub-encoders are not even run.
 
-Interpretations [I]: (1) when there are more groups than stages, the last stage activates all
-remaining groups together (dSprites: 5 groups, 4 stages, the β = 1 stage trains groups 3 and 4),
-so no latent stays noise after training; (2) when d is not divisible by G, groups are as equal
-as possible (numpy ``array_split``; the correlated toy's d = 5 in groups of 2 → sizes 2, 2, 1);
-(3) with ``schedule='reference'`` the run starts in stage 0 and advances past stage k once the
-reference β(t) = max(ref_beta_max·e^{−ref_rate·t/T}, 1), T = ``ref_steps``, has fallen to β_k or below;
-(4) ``stage_steps=0`` (default) means ``steps // len(betas)`` and ``ref_steps=0`` means ``steps``:
-with the paper's total (4 × 100k on dSprites) that is the paper's 100k per stage, and short runs
-still pass every stage. Both are resolved when the model is built, so the checkpoint card holds
-the actual values and resuming with a larger ``--steps`` does not move the stage boundaries.
+Schedules (both from the author code):
+
+- ``schedule='reference'`` (default; ``examples/deft.py``, the authors' latest script): the loss
+  uses the *continuous* β(t) = max(ref_beta_max·e^{−ref_rate·t/T}, 1), T = ``ref_steps``; the
+  ``betas`` are only switch thresholds. The run starts in stage 0 and moves to stage k+1 once β(t)
+  has fallen to β_k or below, so there are len(betas)+1 stages (dSprites: 5 stages for 5 groups,
+  the last, at β = 1, training group 4 alone). Stage s trains group s; from stage G on every group
+  is an earlier group (the authors' ``set_stage`` caps at G).
+- ``schedule='steps'`` (the code's older ``deft`` regulariser): len(betas) fixed-length stages,
+  stage k uses β_k in the loss and trains group k. Groups after the last stage's group are never
+  trained in the author code (their latents stay noise, KL 0): ``remaining_groups='inactive'``
+  (default) does that; ``'last'`` is this project's earlier interpretation [I] in which the last
+  stage trains all remaining groups together.
+
+Sub-encoders are narrow as in the author code's ``FracEncoder`` (conv encoders of base width 8):
+``encoder_channels`` 8 and ``encoder_hidden`` 64 (the author's 8·base dense width). Set them to
+``base_channels``/``hidden`` for the full-width encoders of earlier disviz versions (≈ 5× the
+encoder compute).
+
+Interpretations [I]: (1) when d is not divisible by G, groups are as equal as possible (numpy
+``array_split``; the correlated toy's d = 5 in groups of 2 → sizes 2, 2, 1); (2) ``stage_steps=0``
+(default) means ``steps // len(betas)`` and ``ref_steps=0`` means ``steps`` (the authors' script
+sets T to the total steps): both are resolved when the model is built, so the card holds the actual
+values and resuming with a larger ``--steps`` does not move the stage boundaries; (3) the slowdown
+of earlier groups defaults to ``lr`` (γ = 0.1, the Sep-2021 code and the notebooks' best γ) rather
+than the journal code's ``freeze``; both are options.
 """
 
 from __future__ import annotations
@@ -47,9 +63,9 @@ __all__ = ["DEFT", "DEFTConfig"]
 
 @dataclass
 class DEFTConfig(ModelConfig):
-    """dSprites defaults of the author code (d 10, G 5, β 70/30/12/1, 100k steps per stage);
-    ``for_dataset`` applies the other rows of methods.md §7. Adam at 1e-4 (the later code) with
-    batch 256 (the early defaults). Reconstruction: Bernoulli for binary data, L2 for RGB."""
+    """dSprites defaults of the author code (d 10, G 5, β thresholds 70/30/12/1, β(t) schedule over
+    400k steps); ``for_dataset`` applies the other rows of methods.md §7. Adam at 1e-4 (the later
+    code) with batch 256 (the authors' script). Reconstruction: Bernoulli for binary data, L2 for RGB."""
 
     latent_dim: int = 10
     batch_size: int = 256
@@ -57,12 +73,15 @@ class DEFTConfig(ModelConfig):
     groups: int = 5
     betas: tuple[float, ...] = (70.0, 30.0, 12.0, 1.0)
     stage_steps: int = 0
-    schedule: str = "steps"
+    schedule: str = "reference"
     ref_beta_max: float = 150.0
     ref_rate: float = 20.0
     ref_steps: int = 0
     gamma: float = 0.1
     slowdown: str = "lr"
+    remaining_groups: str = "inactive"
+    encoder_channels: int = 8
+    encoder_hidden: int = 64
 
     def validate(self) -> None:
         super().validate()
@@ -80,6 +99,15 @@ class DEFTConfig(ModelConfig):
             raise ConfigError(f"slowdown={self.slowdown!r}: use lr (γ·η for earlier groups) or freeze")
         if not 0 <= self.gamma <= 1:
             raise ConfigError(f"gamma={self.gamma} must lie in [0, 1]")
+        if self.remaining_groups not in ("inactive", "last"):
+            raise ConfigError(
+                f"remaining_groups={self.remaining_groups!r}: use inactive (author code) or last "
+                "(the last stage trains every remaining group)"
+            )
+        for key in ("encoder_channels", "encoder_hidden"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
 
     @classmethod
     def for_dataset(cls, info: DatasetInfo) -> DEFTConfig:
@@ -91,9 +119,9 @@ class DEFTConfig(ModelConfig):
             # which the DEFT table does not list
             return cls(latent_dim=12, groups=4, betas=(10.0, 7.0, 5.0, 1.0))
         if name == "dsprites_noshape":
-            return cls(betas=(70.0, 30.0, 15.0, 1.0), schedule="reference", steps=200_000)
+            return cls(betas=(70.0, 30.0, 15.0, 1.0), steps=200_000)
         if name == "correlated_triangles":
-            return cls(latent_dim=5, groups=3, betas=(20.0, 1.0), stage_steps=3_000, steps=10_000)
+            return cls(latent_dim=5, groups=3, betas=(20.0, 1.0), schedule="steps", stage_steps=3_000, steps=10_000)
         return cls()
 
 
@@ -115,7 +143,7 @@ class DEFT(DisentangledModel):
         d, c = config.latent_dim, dataset_info.channels
         self.group_sizes = [len(a) for a in np.array_split(np.arange(d), config.groups)]
         self.encoders = nn.ModuleList(
-            ConvEncoder(c, 2 * size, config.base_channels, config.hidden) for size in self.group_sizes
+            ConvEncoder(c, 2 * size, config.encoder_channels, config.encoder_hidden) for size in self.group_sizes
         )
         self.decoder = ConvDecoder(d, c, config.base_channels, config.hidden)
         # journal version's diagonal projection of frozen groups: μ' = μ·e^{w1}, ln σ²' = ln σ² + w2
@@ -130,7 +158,8 @@ class DEFT(DisentangledModel):
     # --- schedule --------------------------------------------------------------------------------
     @property
     def n_stages(self) -> int:
-        return len(self.config.betas)
+        """len(betas) + 1 with the β(t) schedule (the betas are thresholds), len(betas) with fixed stages."""
+        return len(self.config.betas) + (1 if self.config.schedule == "reference" else 0)
 
     def stage_length(self) -> int:
         return int(self.config.stage_steps)
@@ -142,22 +171,27 @@ class DEFT(DisentangledModel):
     def stage(self, step: int) -> int:
         if self.config.schedule == "steps":
             return min(step // self.stage_length(), self.n_stages - 1)
+        # β(t) only falls, so the author code's one-switch-per-step rule equals counting thresholds passed
         ref = self.reference_beta(step)
-        return min(sum(1 for b in self.config.betas[:-1] if ref <= b), self.n_stages - 1)
+        return sum(1 for b in self.config.betas if ref <= b)
 
     def beta(self, step: int) -> float:
+        """The β in the loss: β(t) itself with the reference schedule, the stage's β_k otherwise."""
+        if self.config.schedule == "reference":
+            return self.reference_beta(step)
         return float(self.config.betas[self.stage(step)])
 
     def group_status(self, stage: int) -> list[str]:
         """Per group: 'earlier' (slowed / frozen), 'current' (full rate) or 'inactive' (μ = 0, ln σ² = 0)."""
         g_count = len(self.group_sizes)
-        current = min(stage, g_count - 1)
-        last = stage >= self.n_stages - 1
+        last_takes_rest = (
+            self.config.schedule == "steps" and self.config.remaining_groups == "last" and stage >= self.n_stages - 1
+        )
         out = []
         for g in range(g_count):
-            if g < current:
+            if g < stage:
                 out.append("earlier")
-            elif g == current or last:
+            elif g == stage or last_takes_rest:
                 out.append("current")
             else:
                 out.append("inactive")
@@ -236,7 +270,7 @@ class DEFT(DisentangledModel):
         recon = reconstruction_loss(self.decode(z), x, self.recon_kind, self.config.reduction).mean()
         kl_dims = kl_per_dim(mu, logvar)
         kl = (kl_dims.sum(1) if self.config.reduction == "sum" else kl_dims.mean(1)).mean()
-        beta = float(self.config.betas[stage])
+        beta = self.beta(step)
         # β is logged as a term so the card's history shows the stage schedule next to the losses
         beta_t = torch.full((), beta, device=kl.device)
         return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "beta": beta_t}
