@@ -125,6 +125,21 @@ def list_entries(roots: Sequence[str | os.PathLike[str]]) -> list[CheckpointEntr
     return out
 
 
+def default_entry(entries: Sequence[CheckpointEntry], dataset: str = "dsprites") -> CheckpointEntry | None:
+    """The checkpoint the app opens on: the shipped ``dataset`` model with the highest MIG its card's
+    evaluate report measured (the most instructive to look at first); else the first usable entry.
+    Only ``./checkpoints`` counts, so a user's half-trained run never becomes the default."""
+    best, best_mig = None, -math.inf
+    for e in entries:
+        card = e.card or {}
+        if e.error or (card.get("dataset") or {}).get("name") != dataset or Path(e.path).parts[:1] != ("checkpoints",):
+            continue
+        mig = ((card.get("metrics") or {}).get("scores") or {}).get("mig")
+        if isinstance(mig, (int, float)) and math.isfinite(mig) and mig > best_mig:
+            best, best_mig = e, float(mig)
+    return best or next((e for e in entries if not e.error), entries[0] if entries else None)
+
+
 def dataset_for_card(card: dict[str, Any]) -> GroundTruthDataset:
     """The dataset a checkpoint was trained on (name, options and real file from its card)."""
     from disviz.data import load_dataset

@@ -121,7 +121,7 @@ def sidebar() -> None:
             labels = {str(e.path): e.label for e in found}
             current = st.session_state.get(CKPT_KEY)
             if current not in paths:
-                current = paths[0]
+                current = str(explore.default_entry(found).path)
             st.session_state["ckpt_pick"] = st.session_state.get("ckpt_pick", current)
             if st.session_state["ckpt_pick"] not in paths:
                 st.session_state["ckpt_pick"] = current
@@ -154,7 +154,7 @@ def require_checkpoint() -> Loaded:
         )
         st.stop()
     path = st.session_state.get(CKPT_KEY)
-    entry = next((e for e in found if str(e.path) == path), found[0])
+    entry = next((e for e in found if str(e.path) == path), None) or explore.default_entry(found)
     if entry.error:
         st.error(f"Cannot open this checkpoint: {entry.error}")
         st.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,3 +239,23 @@ def test_annealing_view_flat_and_grouped():
     grouped = {"factors": {"b": {"runs": [{"betas": [2, 1], "kls": [0, 3], "ifp": 1.5}], "ifps": [1.5, 1.7]}}}
     curves, ifps, thr = ex.annealing_view(grouped)
     assert thr == 0.1 and curves["b"][0]["kl"] == [0, 3] and ifps["b"] == [1.5, 1.7]
+
+
+def test_the_app_opens_on_the_best_shipped_dsprites_model_by_mig():
+    from disviz.explore import CheckpointEntry, default_entry
+
+    def entry(path: str, ds: str, mig: float | None, error: str | None = None) -> CheckpointEntry:
+        card = {"dataset": {"name": ds}, "metrics": {"scores": {"mig": mig}} if mig is not None else {}}
+        return CheckpointEntry(Path(path), path, card, error)
+
+    found = [
+        entry("checkpoints/dsprites/ae", "dsprites", 0.05),
+        entry("checkpoints/dsprites/devae", "dsprites", 0.31),
+        entry("checkpoints/dsprites/broken", "dsprites", 0.9, error="bad"),
+        entry("checkpoints/shapes3d/qlae", "shapes3d", 0.6),
+        entry("runs/mine", "dsprites", 0.8),  # a user's own run is never the default
+        entry("checkpoints/dsprites/did", "dsprites", None),
+    ]
+    assert default_entry(found).path == Path("checkpoints/dsprites/devae")
+    assert default_entry(found[3:4]).path == Path("checkpoints/shapes3d/qlae")  # no dSprites: the first
+    assert default_entry([]) is None
