@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -41,6 +42,7 @@ from safetensors.torch import save_file
 
 from disviz.data.base import DatasetInfo
 from disviz.errors import CheckpointError, TrainingError
+from disviz.limits import LimitError, check_parameters
 
 __all__ = [
     "CARD_FILE",
@@ -323,6 +325,9 @@ def save_checkpoint(
         _recover_interrupted_swap(path)
         if path.exists() and not path.is_dir():
             raise CheckpointError(f"{path} exists and is not a folder; choose another checkpoint path")
+        # we hold the folder's lock, so any temp folder of it is left over from a killed save: remove it
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir()
@@ -417,6 +422,14 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(
             f"{card_file}: format_version {version} is newer than this disviz understands ({FORMAT_VERSION}); upgrade disviz"
         )
+    steps = card.get("steps", 0)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise CheckpointError(f"{card_file}: 'steps' must be a non-negative integer, found {steps!r}; restore the card")
+    for key, typ in (("model", str), ("config", dict), ("dataset", dict)):
+        if key in card and not isinstance(card[key], typ):
+            raise CheckpointError(
+                f"{card_file}: {key!r} must be a JSON {typ.__name__}, found {type(card[key]).__name__}"
+            )
     return card
 
 
@@ -446,7 +459,9 @@ def _model_registry() -> Mapping[str, type]:
     return MODELS
 
 
-def _build_model(card: dict[str, Any], where: Path) -> torch.nn.Module:
+def _build_model(card: dict[str, Any], where: Path, meta: bool = False) -> torch.nn.Module:
+    """The card's model; ``meta=True`` builds it on the meta device (shapes only, no memory) so
+    hostile or mistyped configs are caught before anything is allocated."""
     registry = _model_registry()
     name = card.get("model")
     if name not in registry:
@@ -468,8 +483,11 @@ def _build_model(card: dict[str, Any], where: Path) -> torch.nn.Module:
             f"{where}: card 'dataset' entry is missing or malformed ({exc!r}); retrain the checkpoint"
         ) from None
     try:
+        if meta:
+            with torch.device("meta"):
+                return cls(cfg, info)
         return cls(cfg, info)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{where}: cannot build model {name!r} from its card config ({exc})") from None
 
 
@@ -487,28 +505,36 @@ def load_checkpoint(
     weights = path / MODEL_FILE
     if not weights.is_file():
         raise CheckpointError(f"{path} has no {MODEL_FILE}; the checkpoint is incomplete, retrain or copy it again")
-    model = _build_model(card, path)
-    expected = model.state_dict()
+    # shapes first, on the meta device: a card asking for a huge network is refused before allocation
+    shapes = {k: tuple(v.shape) for k, v in _build_model(card, path, meta=True).state_dict().items()}
+    try:
+        check_parameters(sum(math.prod(s) for s in shapes.values()), f"model {card['model']!r} of {path}")
+    except LimitError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as f:
             keys = set(f.keys())
-            missing = sorted(set(expected) - keys)
-            unexpected = sorted(keys - set(expected))
+            missing = sorted(set(shapes) - keys)
+            unexpected = sorted(keys - set(shapes))
             if missing or unexpected:
                 raise CheckpointError(
                     f"{weights}: tensors do not match model {card['model']!r} "
                     f"(missing {missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
                     f"{'…' if len(unexpected) > 5 else ''}); the weights belong to a different model or config"
                 )
+            for k in sorted(keys):  # header only: no tensor is read yet
+                stored = tuple(f.get_slice(k).get_shape())
+                if stored != shapes[k]:
+                    raise CheckpointError(
+                        f"{weights}: tensor {k!r} has shape {stored} but model {card['model']!r} with this "
+                        f"card config expects {shapes[k]}; card config and weights disagree, retrain the checkpoint"
+                    )
+            model = _build_model(card, path)
+            expected = model.state_dict()
             state = {}
             for k in sorted(keys):
                 t = f.get_tensor(k)
                 want = expected[k]
-                if tuple(t.shape) != tuple(want.shape):
-                    raise CheckpointError(
-                        f"{weights}: tensor {k!r} has shape {tuple(t.shape)} but model {card['model']!r} with this "
-                        f"config expects {tuple(want.shape)}; card config and weights disagree, retrain the checkpoint"
-                    )
                 if t.is_floating_point() and t.dtype != want.dtype:
                     t = t.to(want.dtype)
                 state[k] = t
@@ -543,12 +569,18 @@ def load_optimizer_state(
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"{path}: optimiser state is unreadable ({exc}); start a new run") from None
-    saved = meta.get("optimizers", [])
+    saved = meta.get("optimizers", []) if isinstance(meta, dict) else None
+    if not isinstance(saved, list):
+        raise CheckpointError(f"{meta_file} is malformed (no 'optimizers' list); continue with --reset-optimizer")
     if len(saved) != len(optimizers):
         raise CheckpointError(
             f"{path}: {len(saved)} saved optimisers but the model uses {len(optimizers)}; cannot resume"
         )
     for i, (opt, m) in enumerate(zip(optimizers, saved, strict=True)):
+        if not isinstance(m, dict) or not isinstance(m.get("param_groups"), list):
+            raise CheckpointError(
+                f"{meta_file}: optimiser {i} has no 'param_groups' list; continue with --reset-optimizer"
+            )
         if len(m["param_groups"]) != len(opt.param_groups):
             raise CheckpointError(f"{path}: optimiser {i} parameter groups differ from the model's; cannot resume")
         state: dict[int, dict[str, Any]] = {}
@@ -593,27 +625,42 @@ def default_checkpoint_roots() -> list[Path]:
     return roots
 
 
-def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None) -> list[Path]:
-    """Checkpoint folders (those holding card.json) under ``roots``, sorted; hidden folders skipped.
+SCAN_MAX_FOLDERS = 20_000
+SCAN_TIME_LIMIT_S = 5.0
 
-    ``roots=None`` means ``default_checkpoint_roots()``.
-    """
+
+def scan_checkpoints(
+    root: str | os.PathLike[str], max_folders: int = SCAN_MAX_FOLDERS, time_limit_s: float = SCAN_TIME_LIMIT_S
+) -> tuple[list[Path], bool]:
+    """(checkpoint folders under ``root``, complete?). Hidden folders are skipped; the walk stops
+    after ``max_folders`` folders or ``time_limit_s`` seconds so that pointing at ``/`` answers in
+    seconds (complete=False) instead of walking the whole disk."""
+    root = Path(root)
+    if not root.is_dir():
+        return [], True
+    found: list[Path] = []
+    t0 = time.monotonic()
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda exc: None):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # temp / backup folders of saves
+        seen += 1
+        if CARD_FILE in filenames:
+            found.append(Path(dirpath).resolve())
+        if seen >= max_folders or time.monotonic() - t0 > time_limit_s:
+            return sorted(found), False
+    return sorted(found), True
+
+
+def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None) -> list[Path]:
+    """Checkpoint folders (those holding card.json) under ``roots``, sorted; hidden folders skipped;
+    each root's walk is bounded (``scan_checkpoints``). ``roots=None`` means ``default_checkpoint_roots()``."""
     if roots is None:
         roots = default_checkpoint_roots()
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
     found: set[Path] = set()
     for root in roots:
-        root = Path(root)
-        if not root.is_dir():
-            continue
-        if (root / CARD_FILE).is_file():
-            found.add(root.resolve())
-        for card in root.rglob(CARD_FILE):
-            rel = card.parent.relative_to(root).parts
-            if any(part.startswith(".") for part in rel):
-                continue  # temp / backup folders of an in-progress save
-            found.add(card.parent.resolve())
+        found.update(scan_checkpoints(root)[0])
     return sorted(found)
 
 

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from disviz.checkpoints import checkpoint_summary, list_checkpoints, load_checkpoint, read_card
+from disviz.checkpoints import (
+    SCAN_MAX_FOLDERS,
+    SCAN_TIME_LIMIT_S,
+    checkpoint_summary,
+    list_checkpoints,
+    load_checkpoint,
+    read_card,
+    scan_checkpoints,
+)
 from disviz.data.base import DatasetInfo, GroundTruthDataset, to_tensor_batch
 from disviz.diagnostics.annealing import ordering_text
 from disviz.errors import CheckpointError, DatasetError, UserError
@@ -125,6 +133,14 @@ def list_entries(roots: Sequence[str | os.PathLike[str]]) -> list[CheckpointEntr
     return out
 
 
+SCAN_LIMITS = f"{SCAN_MAX_FOLDERS:,} folders or {SCAN_TIME_LIMIT_S:g} s"
+
+
+def scan_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], bool]:
+    """(checkpoints under ``folder``, complete?): the bounded walk the sidebar's "Add a folder" uses."""
+    return scan_checkpoints(folder)
+
+
 def default_entry(entries: Sequence[CheckpointEntry], dataset: str = "dsprites") -> CheckpointEntry | None:
     """The checkpoint the app opens on: the shipped ``dataset`` model with the highest MIG its card's
     evaluate report measured (the most instructive to look at first); else the first usable entry.
@@ -132,7 +148,8 @@ def default_entry(entries: Sequence[CheckpointEntry], dataset: str = "dsprites")
     best, best_mig = None, -math.inf
     for e in entries:
         card = e.card or {}
-        if e.error or (card.get("dataset") or {}).get("name") != dataset or Path(e.path).parts[:1] != ("checkpoints",):
+        shipped = Path(_display_path(Path(e.path))).parts[:1] == ("checkpoints",)
+        if e.error or (card.get("dataset") or {}).get("name") != dataset or not shipped:
             continue
         mig = ((card.get("metrics") or {}).get("scores") or {}).get("mig")
         if isinstance(mig, (int, float)) and math.isfinite(mig) and mig > best_mig:
@@ -464,6 +481,25 @@ def traversal_gif(tiles: np.ndarray, fps: float = 10.0, gutter: int = 2, scale: 
 
 
 # --- uploads -----------------------------------------------------------------------------------
+def _to_8bit(img: Any) -> Any:
+    """16-bit / 32-bit integer and float images scaled to 8 bits by their bit depth; Pillow's own
+    ``convert('L')`` clamps 16-bit values at 255, which turned a 16-bit PNG all white."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img, dtype=np.uint16)  # [H, W]
+        return Image.fromarray((arr >> 8).astype(np.uint8), "L")
+    if img.mode == "I":  # 32-bit int: PNGs of 16-bit depth often decode to this mode
+        arr = np.asarray(img, dtype=np.int64)
+        top = 65535 if arr.max(initial=0) > 255 else 255
+        return Image.fromarray((np.clip(arr, 0, top) * 255 // top).astype(np.uint8), "L")
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = 1.0 if arr.max(initial=0) <= 1.0 else (255.0 if arr.max() <= 255 else 65535.0)
+        return Image.fromarray((np.clip(arr / top, 0, 1) * 255 + 0.5).astype(np.uint8), "L")
+    return img
+
+
 def load_upload(data: bytes, channels: int, name: str = "upload", max_bytes: int = MAX_UPLOAD_BYTES) -> np.ndarray:
     """Decode an uploaded image into the model's input: uint8 [64, 64, C].
 
@@ -482,6 +518,7 @@ def load_upload(data: bytes, channels: int, name: str = "upload", max_bytes: int
             if img.width * img.height > MAX_UPLOAD_PIXELS:
                 raise UploadError(f"{name} is {img.width}x{img.height} pixels; upload a smaller image (≤ 4096x4096)")
             img.load()
+            img = _to_8bit(img)
             img = img.convert("L" if channels == 1 else "RGB")
             side = min(img.size)
             left, top = (img.width - side) // 2, (img.height - side) // 2

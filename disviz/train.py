@@ -75,6 +75,8 @@ from disviz.checkpoints import (
 )
 from disviz.device import pick_device
 from disviz.errors import TrainingError, UserError
+from disviz.limits import check_batch, check_parameters
+from disviz.outputs import check_output
 
 __all__ = ["TrainConfig", "TrainEvent", "TrainHook", "cmd_bench", "cmd_train", "parse_key_values", "train"]
 
@@ -184,6 +186,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise TrainingError(f"save_dtype must be float32, float16 or bfloat16, got {cfg.save_dtype!r}")
     if not str(cfg.out):
         raise TrainingError("out (the checkpoint folder) must be given")
+    check_output(cfg.out, "folder")  # before the lock and any work: read-only places, paths under a file
 
 
 def speed_up_optimizers(optimizers: list[torch.optim.Optimizer], impl: str, device: torch.device) -> str:
@@ -291,8 +294,6 @@ class _Run:
             raise TrainingError(
                 f"{self.out} already holds a checkpoint; pass --resume to continue it, or choose another --out"
             )
-        if self.out.exists() and not self.out.is_dir():
-            raise TrainingError(f"--out {self.out} is a file; give a folder path for the checkpoint")
         seed_everything(cfg.seed)
         overrides = dict(cfg.overrides)
         if cfg.steps is not None:
@@ -334,10 +335,14 @@ class _Run:
             self.start = int(card.get("steps", 0))
         else:
             try:
+                with torch.device("meta"):  # shapes only: budgets are checked before any allocation
+                    probe = _create_model(cfg.model, info, overrides)
+                check_parameters(sum(p.numel() for p in probe.parameters()), f"model {cfg.model!r}")
+                check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes))
                 model = _create_model(cfg.model, info, overrides)
             except UserError:
                 raise
-            except (KeyError, ValueError, TypeError) as exc:
+            except (KeyError, ValueError, TypeError, RuntimeError) as exc:
                 raise TrainingError(f"cannot build model {cfg.model!r}: {exc}") from None
             self.card = {
                 "model": cfg.model,
@@ -355,6 +360,8 @@ class _Run:
         self.model = model
         self.total = int(model.config.steps)
         self.batch_size = int(model.config.batch_size)
+        if self.resumed:  # a resume may change --batch-size
+            check_batch(self.batch_size, info.channels, math.prod(info.factor_sizes))
         if self.total <= 0 or self.batch_size <= 0:
             raise TrainingError(f"steps and batch_size must be positive (got {self.total}, {self.batch_size})")
 

@@ -103,6 +103,16 @@ def _add_folder() -> None:
             f"{folder} is not a folder; type the path of a folder holding checkpoints"
         )
         return
+    found, complete = explore.scan_folder(folder)
+    if not complete:
+        st.session_state["extra_folder_error"] = (
+            f"Stopped scanning {folder} after {explore.SCAN_LIMITS}: it is too large to search. "
+            "Type the folder that holds your checkpoints (or its parent)."
+        )
+        return
+    if not found:
+        st.session_state["extra_folder_error"] = f"No checkpoints (folders with a card.json) under {folder}."
+        return
     st.session_state.pop("extra_folder_error", None)
     extra = st.session_state.setdefault("extra_roots", [])
     if folder not in extra:

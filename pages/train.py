@@ -21,6 +21,7 @@ from streamlit.errors import StreamlitAPIException
 
 from disviz.errors import UserError
 from disviz.jobs import JobSnapshot, JobSpec, TrainingManager, get_manager, runs_root
+from disviz.limits import MAX_BATCH, MAX_STEPS
 
 # The run-level fields get their own inputs; the rest of ModelConfig's shared fields (likelihood,
 # network width) go under "Network and likelihood"; every other field is the method's own knob
@@ -258,8 +259,12 @@ def _form(models: list[str], datasets: list[str]) -> JobSpec | None:
     prefix = f"train_{model}_{dataset}"
     st.markdown("**Run**")
     r = st.columns(4)
-    steps = r[0].number_input("Steps", min_value=1, value=int(defaults["steps"]), step=1000, key=f"{prefix}_steps")
-    batch = r[1].number_input("Batch size", min_value=1, value=int(defaults["batch_size"]), key=f"{prefix}_batch")
+    steps = r[0].number_input(
+        "Steps", min_value=1, max_value=MAX_STEPS, value=int(defaults["steps"]), step=1000, key=f"{prefix}_steps"
+    )
+    batch = r[1].number_input(
+        "Batch size", min_value=1, max_value=MAX_BATCH, value=int(defaults["batch_size"]), key=f"{prefix}_batch"
+    )
     seed = r[2].number_input("Seed", min_value=0, value=0, step=1, key=f"{prefix}_seed")
     save_every = r[3].number_input(
         "Save every (steps)", min_value=1, value=min(1000, int(steps)), key=f"{prefix}_save_every"

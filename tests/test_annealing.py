@@ -28,7 +28,7 @@ from disviz.diagnostics.annealing import (
     recipe_out_path,
     run_annealing,
 )
-from disviz.errors import TrainingError
+from disviz.errors import TrainingError, UserError
 from disviz.explore import annealing_summary, recipe_comparison, recipe_twins
 
 
@@ -329,10 +329,13 @@ def test_deft_stage_comparison_says_where_the_ifps_fall():
 
 def test_result_paths_are_checked_before_the_run(tmp_path):
     assert check_result_path(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"
-    with pytest.raises(TrainingError, match="is a folder"):
+    with pytest.raises(UserError, match="is a folder"):
         check_result_path(tmp_path)
-    with pytest.raises(TrainingError, match="JSON"):
+    with pytest.raises(UserError, match=r"ending in \.json"):
         check_result_path(tmp_path / "r.txt")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        check_result_path(tmp_path / "f" / "r.json")
     assert recipe_out_path(tmp_path / "d.json", "reference") == tmp_path / "d_reference.json"
     assert recipe_out_path(tmp_path / "d.json", "equilibrium") == tmp_path / "d.json"
 

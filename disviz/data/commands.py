@@ -66,11 +66,13 @@ def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.
 def cmd_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    if args.n < 1:
-        raise DatasetError("--n must be at least 1")
+    from disviz.limits import check_images
+    from disviz.outputs import check_output
+
+    out = check_output(args.out, "file", (".png", ".jpg", ".jpeg", ".webp"))
     ds = _load(args)
+    check_images(args.n, ds.channels)
     images, _ = ds.sample(args.n, np.random.default_rng(args.seed))
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image_grid(images)).save(out)
     print(f"wrote {out} ({args.n} samples of {ds.name})")

@@ -150,6 +150,26 @@ class AnnealConfig:
         return out
 
     def validate(self) -> None:
+        def finite_positive(name: str, value: Any) -> None:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            if not ok:
+                raise TrainingError(f"annealing option {name}={value!r} must be a finite number > 0")
+
+        for name in ("lr", "gamma", "threshold", "latent_init"):
+            finite_positive(name, getattr(self, name))
+        if self.beta_max is not None:
+            finite_positive("beta_max", self.beta_max)
+        if self.stop_recon is not None:
+            finite_positive("stop_recon", self.stop_recon)
+        for name in ("steps", "hidden", "base_channels", "latent_dim", "window", "max_points"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TrainingError(f"annealing option {name}={value!r} must be a positive integer")
+        if self.steps > 1_000_000 or self.hidden > 65_536 or self.latent_dim > 1024:
+            raise TrainingError(
+                f"annealing options out of range (steps ≤ 1,000,000, hidden ≤ 65,536, latent_dim ≤ 1024): "
+                f"steps={self.steps}, hidden={self.hidden}, latent_dim={self.latent_dim}"
+            )
         if self.schedule not in ("exp", "linear"):
             raise TrainingError(f"schedule must be 'exp' or 'linear', got {self.schedule!r}")
         if self.arch not in ("mlp", "conv"):
@@ -872,17 +892,41 @@ def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     for key, typ in (("settings", dict), ("runs", list), ("factors", dict), ("threshold", (int, float))):
         if not isinstance(data.get(key), typ):
             raise AnnealingResultError(f"{p}: missing or malformed {key!r}; {fix}")
+    if not _is_number(data["threshold"]) or not data["threshold"] > 0:
+        raise AnnealingResultError(f"{p}: 'threshold' must be a finite number > 0, found {data['threshold']!r}; {fix}")
     for i, run in enumerate(data["runs"]):
         ok = isinstance(run, dict) and isinstance(run.get("factor"), str)
-        ok = ok and isinstance(run.get("beta"), list) and isinstance(run.get("kl"), list)
+        ok = ok and _numbers(run.get("beta")) and _numbers(run.get("kl"))
         ok = ok and len(run["beta"]) == len(run["kl"])
-        ok = ok and (run.get("ifp") is None or isinstance(run.get("ifp"), (int, float)))
+        ok = ok and (run.get("ifp") is None or _is_number(run.get("ifp")))
+        ok = ok and (run.get("recon") is None or _numbers(run.get("recon")))
         if not ok:
-            raise AnnealingResultError(f"{p}: run {i} is malformed (needs factor, beta/kl of equal length, ifp); {fix}")
+            raise AnnealingResultError(
+                f"{p}: run {i} is malformed (needs a factor name, beta and kl as equal-length lists of numbers, "
+                f"ifp a number or null); {fix}"
+            )
     for name, group in data["factors"].items():
         if not isinstance(group, dict) or not isinstance(group.get("ifps"), list):
             raise AnnealingResultError(f"{p}: factor {name!r} has no 'ifps' list; {fix}")
+        if not all(v is None or _is_number(v) for v in group["ifps"]):
+            raise AnnealingResultError(f"{p}: factor {name!r}: 'ifps' must hold numbers or null; {fix}")
+        for key in ("median", "mean", "std", "min", "max", "linear_median"):
+            if group.get(key) is not None and not _is_number(group[key]):
+                raise AnnealingResultError(f"{p}: factor {name!r}: {key!r} must be a number or null; {fix}")
+    groups = data.get("ordering_groups")
+    if groups is not None and not (
+        isinstance(groups, list) and all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups)
+    ):
+        raise AnnealingResultError(f"{p}: 'ordering_groups' must be a list of lists of factor names; {fix}")
     return data
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_number(x) for x in v)
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -906,18 +950,9 @@ def recipe_out_path(out: str | os.PathLike[str], recipe: str) -> Path:
 
 def check_result_path(path: str | os.PathLike[str]) -> Path:
     """Fail before a long run, not after it, when the result could not be written there."""
-    p = Path(path)
-    if p.is_dir():
-        raise TrainingError(f"--out {p} is a folder; give a file name such as {p / 'result.json'}")
-    if p.suffix.lower() != ".json":
-        raise TrainingError(f"--out {p}: annealing results are JSON files; use a name ending in .json")
-    parent = p.parent if str(p.parent) else Path(".")
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise TrainingError(f"--out {p}: cannot write in {probe}; choose a writable folder")
-    return p
+    from disviz.outputs import check_output
+
+    return check_output(path, "file", (".json",))
 
 
 def print_summary(res: dict[str, Any]) -> None:

@@ -16,10 +16,13 @@ vote as disentanglement_lib does (~1M / ~1.9M images at the paper counts, GPU-si
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -322,41 +325,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """python -m disviz evaluate CHECKPOINT: compute the report, print it, store it in card.json."""
     import sys
 
-    from disviz.checkpoints import load_checkpoint, update_card
+    from disviz.checkpoints import checkpoint_lock, load_checkpoint, update_card
     from disviz.data import load_dataset, parse_options
     from disviz.device import pick_device
 
     device = pick_device(args.device)
-    model, card = load_checkpoint(args.checkpoint, device=device)
-    ds_card = card.get("dataset") or {}
-    if "name" not in ds_card:
-        raise MetricError(f"{args.checkpoint}: card.json has no dataset name; cannot rebuild the evaluation data")
-    options = dict(ds_card.get("options") or {})
-    options.update(parse_options(getattr(args, "data_option", None)))
-    dataset = load_dataset(ds_card["name"], getattr(args, "data_path", None), **options)
+    # the folder's writer lock for the whole evaluation: a training run on it (which holds the lock)
+    # makes this a clear error instead of a report of old weights stored into a newer card
+    with checkpoint_lock(args.checkpoint, purpose="evaluate"):
+        weights_hash = weights_digest(args.checkpoint)
+        model, card = load_checkpoint(args.checkpoint, device=device)
+        ds_card = card.get("dataset") or {}
+        if "name" not in ds_card:
+            raise MetricError(f"{args.checkpoint}: card.json has no dataset name; cannot rebuild the evaluation data")
+        options = dict(ds_card.get("options") or {})
+        options.update(parse_options(getattr(args, "data_option", None)))
+        dataset = load_dataset(ds_card["name"], getattr(args, "data_path", None), **options)
 
-    def progress(fraction: float, message: str) -> None:
-        if not args.json:
-            print(f"\r[{fraction * 100:5.1f}%] {message:<40}", end="", file=sys.stderr, flush=True)
+        def progress(fraction: float, message: str) -> None:
+            if not args.json:
+                print(f"\r[{fraction * 100:5.1f}%] {message:<40}", end="", file=sys.stderr, flush=True)
 
-    report = evaluate(
-        model,
-        dataset,
-        n=args.n,
-        seed=args.seed,
-        preset=args.preset,
-        progress=progress,
-        device=device,
-        sampling=getattr(args, "sampling", "pool"),
-    )
-    if not args.json:
-        print(file=sys.stderr)
-    print(json.dumps(report) if args.json else format_report(report))
-    if not args.no_store:
-        update_card(args.checkpoint, metrics=report)
+        report = evaluate(
+            model,
+            dataset,
+            n=args.n,
+            seed=args.seed,
+            preset=args.preset,
+            progress=progress,
+            device=device,
+            sampling=getattr(args, "sampling", "pool"),
+        )
+        report["checkpoint"] = {"step": int(card.get("steps", 0)), "weights_sha256": weights_hash}
         if not args.json:
-            print(f"stored in {args.checkpoint}/card.json")
+            print(file=sys.stderr)
+        print(json.dumps(report) if args.json else format_report(report))
+        if not args.no_store:
+            if weights_digest(args.checkpoint) != weights_hash:
+                raise MetricError(
+                    f"{args.checkpoint}: the weights changed during the evaluation; not stored, run it again"
+                )
+            update_card(args.checkpoint, metrics=report)
+            if not args.json:
+                print(f"stored in {args.checkpoint}/card.json (step {report['checkpoint']['step']})")
     return 0
+
+
+def weights_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a checkpoint's weights file: which weights a report measured."""
+    h = hashlib.sha256()
+    with open(Path(path) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class OracleSource:
