@@ -27,6 +27,7 @@ def _page(file: str, title: str, icon: str, default: bool = False) -> st.Page | 
 sections = {
     "Explore": [
         _page("pages/explore.py", "Explore", ":material/explore:", default=True),
+        _page("pages/latent_space.py", "Latent space", ":material/scatter_plot:"),
         _page("pages/codebook.py", "Codebook (QLAE)", ":material/grid_view:"),
     ],
     "Evaluate": [
@@ -35,7 +36,10 @@ sections = {
         _page("pages/compare.py", "Compare", ":material/compare:"),
     ],
     "Train": [_page("pages/train.py", "Train", ":material/model_training:")],
-    "Learn": [_page("pages/about.py", "About", ":material/school:")],
+    "Learn": [
+        _page("pages/lessons.py", "Lessons", ":material/menu_book:"),
+        _page("pages/about.py", "About", ":material/school:"),
+    ],
 }
 sections = {name: [p for p in pages if p is not None] for name, pages in sections.items()}
 sections = {name: pages for name, pages in sections.items() if pages}

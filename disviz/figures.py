@@ -25,6 +25,11 @@ __all__ = [
     "label_rows",
     "ifp_distribution",
     "argmax_order",
+    "latent_histograms",
+    "latent_scatter",
+    "matrix_csv",
+    "png_bytes",
+    "table_csv",
     "to_rgb",
     "upscale",
 ]
@@ -352,3 +357,141 @@ def label_rows(grid: np.ndarray, labels: Sequence[str], row_height: int, gutter:
         y = i * (row_height + gutter) + row_height // 2 - size // 2
         draw.text((4, max(0, y)), str(text), fill=(20, 20, 20), font=font)
     return np.concatenate([np.asarray(panel, dtype=np.uint8), grid], axis=1)
+
+
+# --- latent space view ------------------------------------------------------------------------------
+def latent_scatter(
+    codes: np.ndarray,
+    factors: np.ndarray,
+    x: int,
+    y: int,
+    factor: int,
+    factor_name: str,
+    factor_labels: Sequence[str] | None = None,
+) -> go.Figure:
+    """Encodings of data images on latents ``x`` × ``y``, coloured by factor ``factor``.
+
+    codes: [N, D]; factors: [N, K] classes. Each point's ``customdata`` is its row index, so a
+    click (Streamlit's selection event) can find the image. Hover shows every factor class.
+    """
+    c = np.asarray(factors)[:, factor]
+    labels = list(factor_labels) if factor_labels is not None else None
+    hover = [
+        f"#{i}<br>{factor_name} = {labels[v] if labels else v}<br>z{x} = {codes[i, x]:.2f}, z{y} = {codes[i, y]:.2f}"
+        for i, v in enumerate(c)
+    ]
+    fig = go.Figure(
+        go.Scatter(
+            x=codes[:, x],
+            y=codes[:, y],
+            mode="markers",
+            marker=dict(
+                color=c,
+                colorscale="Viridis",
+                size=6,
+                opacity=0.75,
+                colorbar=dict(title=factor_name, thickness=12),
+            ),
+            customdata=np.arange(len(c)),
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis_title=f"z{x}",
+        yaxis_title=f"z{y}",
+        height=480,
+        margin=dict(l=10, r=10, t=10, b=10),
+        dragmode="select",  # a drag box-selects points (a click selects one)
+    )
+    return fig
+
+
+def latent_histograms(
+    codes: np.ndarray, factors: np.ndarray, factor: int, factor_name: str, groups: int = 5, bins: int = 30
+) -> go.Figure:
+    """One small histogram per latent, stacked by the factor's value (binned into ≤ ``groups`` ranges),
+    so "which latent holds which factor" shows as colour sorted along the latent's axis."""
+    from plotly.subplots import make_subplots
+
+    d = codes.shape[1]
+    c = np.asarray(factors)[:, factor]
+    n_values = int(c.max()) + 1 if len(c) else 1
+    k = min(groups, n_values)
+    group = (c * k) // max(n_values, 1)  # [N] in 0..k-1, contiguous ranges of the factor
+    cols = min(d, 5)
+    rows = -(-d // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"z{j}" for j in range(d)], horizontal_spacing=0.03)
+    colours = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]
+    for j in range(d):
+        lo, hi = float(codes[:, j].min()), float(codes[:, j].max())
+        size = (hi - lo) / bins if hi > lo else 1.0
+        for g in range(k):
+            sel = codes[group == g, j]
+            first, last = g * n_values // k, (g + 1) * n_values // k - 1
+            fig.add_trace(
+                go.Histogram(
+                    x=sel,
+                    xbins=dict(start=lo, end=hi + size, size=size),
+                    marker_color=colours[g * (len(colours) - 1) // max(k - 1, 1)],
+                    name=f"{factor_name} {first}–{last}" if last > first else f"{factor_name} {first}",
+                    legendgroup=str(g),
+                    showlegend=j == 0,
+                ),
+                row=j // cols + 1,
+                col=j % cols + 1,
+            )
+    fig.update_layout(barmode="stack", height=170 * rows + 60, margin=dict(l=10, r=10, t=30, b=10), bargap=0)
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+# --- exports --------------------------------------------------------------------------------------
+def png_bytes(image: np.ndarray) -> bytes:
+    """An image grid (uint8 [H, W] or [H, W, C]) as PNG bytes for a download button."""
+    import io
+
+    from PIL import Image
+
+    arr = np.asarray(image, dtype=np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def matrix_csv(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], corner: str = "") -> bytes:
+    """A labelled matrix (e.g. factors × latents) as CSV bytes: first row the column labels."""
+    import csv
+    import io
+
+    m = np.asarray(matrix, dtype=np.float64)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([corner, *col_labels])
+    for name, row in zip(row_labels, m, strict=True):
+        w.writerow([name, *("" if not np.isfinite(v) else f"{v:.6g}" for v in row)])
+    return buf.getvalue().encode("utf-8")
+
+
+def table_csv(
+    rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]], header: Sequence[str] | None = None
+) -> bytes:
+    """Rows (dicts, or sequences with ``header``) as CSV bytes."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    if rows and isinstance(rows[0], Mapping):
+        keys = list(header or rows[0].keys())
+        w.writerow(keys)
+        for r in rows:
+            w.writerow(["" if r.get(k) is None else r.get(k) for k in keys])  # type: ignore[union-attr]
+    else:
+        if header:
+            w.writerow(header)
+        for r in rows:
+            w.writerow(["" if v is None else v for v in r])  # type: ignore[union-attr]
+    return buf.getvalue().encode("utf-8")

@@ -11,7 +11,7 @@ import streamlit as st
 from disviz import explore as ex
 from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds
 from disviz.errors import UserError
-from disviz.figures import annealing_curves, ifp_distribution
+from disviz.figures import annealing_curves, ifp_distribution, table_csv
 from pages._shared import teach
 
 st.title("Annealing test: information freezing points (IFP)")
@@ -80,6 +80,9 @@ def show(result: dict, key: str) -> None:
     if rows:
         st.markdown(f"**Ordering (high → low IFP; braces: not separable, Mann–Whitney p ≥ 0.05):** {order}")
         st.dataframe(rows, hide_index=True, key=f"{key}_summary")
+        st.download_button(
+            "Download the table (CSV)", table_csv(rows), "ifp_summary.csv", "text/csv", key=f"{key}_summary_csv"
+        )
         st.caption(
             "Linear-response bound: the β below which the collapsed one-latent VAE becomes unstable, computed "
             "from each sweep's images alone; a trained VAE reaches its IFP at or below it."

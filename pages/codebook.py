@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from disviz import explore as ex
-from disviz.figures import codebook_usage_figure, codebook_values_figure, compose_grid, label_rows
+from disviz.figures import codebook_usage_figure, codebook_values_figure, compose_grid, label_rows, png_bytes
 from pages._shared import require_checkpoint, teach
 
 st.title("Codebook (QLAE)")
@@ -42,6 +42,7 @@ grid = label_rows(compose_grid(tiles, gutter=2, scale=scale), labels, 64 * scale
 c1, c2 = st.columns([1, 6])
 c1.image(compose_grid(base[None, None], gutter=0, scale=2), caption="base image")
 c2.image(grid, caption="rows: latents · columns: that latent's codebook values (sorted)")
+c2.download_button("Download the grid (PNG)", png_bytes(grid), "codebook.png", "image/png", key="codebook_png")
 st.session_state["codebook_shape"] = list(tiles.shape[:2])
 
 st.subheader("Codebook values per latent")

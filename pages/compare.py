@@ -8,7 +8,7 @@ import streamlit as st
 
 from disviz import explore as ex
 from disviz.errors import UserError
-from disviz.figures import argmax_order, compose_grid, heatmap, label_rows
+from disviz.figures import argmax_order, compose_grid, heatmap, label_rows, png_bytes
 from pages._shared import all_entries, dataset_key, get_dataset, get_model, get_stats, teach
 
 st.title("Compare checkpoints")
@@ -60,7 +60,15 @@ for col, path in zip(cols, chosen, strict=True):
         mode = "std_gaussian" if stats.kl is not None else "minmax_interval"
         vals = [ex.traversal_values(specs[j], mode, stats.codes, int(steps)) for j in order]
         tiles = ex.traversal_tiles(model, anchor, order, vals)
-        st.image(label_rows(compose_grid(tiles, gutter=2), ex.row_labels(stats, order), 64, 2, width=200))
+        grid = label_rows(compose_grid(tiles, gutter=2), ex.row_labels(stats, order), 64, 2, width=200)
+        st.image(grid)
+        st.download_button(
+            "Download the grid (PNG)",
+            png_bytes(grid),
+            f"{e.path.name}_traversal.png",
+            "image/png",
+            key=f"compare_png_{path}",
+        )
         report = card.get("metrics") if isinstance(card.get("metrics"), dict) else None
         score_rows[e.path.name] = [v for _, v in ex.score_table(report)]
         nmi = ex.find_matrix(report or {}, ("nmi", "mutual_info", "mi_matrix"), len(stats.factor_names))
@@ -74,4 +82,7 @@ if score_rows:
     st.subheader("Scores side by side")
     df = pd.DataFrame(score_rows, index=[label for label, _ in ex.SCORES])
     st.dataframe(df, key="compare_scores")
+    st.download_button(
+        "Download scores (CSV)", df.to_csv().encode("utf-8"), "compare_scores.csv", "text/csv", key="compare_csv"
+    )
     st.session_state["compare_columns"] = list(score_rows)

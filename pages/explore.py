@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from disviz import explore as ex
-from disviz.figures import compose_grid, label_rows, to_rgb, upscale
+from disviz.figures import compose_grid, label_rows, png_bytes, to_rgb, upscale
 from pages._shared import image_hash, require_checkpoint, teach
 
 st.title("Explore the latent space")
@@ -40,9 +40,17 @@ variational = stats.kl is not None
 st.subheader("Base image")
 c1, c2 = st.columns([2, 1])
 with c1:
-    source = st.radio("Base image from", ["random", "factor values", "upload"], horizontal=True, key="explore_source")
+    sources = ["random", "factor values", "upload"]
+    picked = st.session_state.get("explore_picked")
+    if picked is not None and picked.shape[-1] == info.channels:
+        sources.append("picked point")  # chosen on the Latent space page
+    if st.session_state.get("explore_source") not in sources:
+        st.session_state["explore_source"] = "random"
+    source = st.radio("Base image from", sources, horizontal=True, key="explore_source")
     base = None
-    if source == "random":
+    if source == "picked point":
+        base = picked
+    elif source == "random":
         seed = st.number_input("Random seed", min_value=0, value=0, step=1, key="explore_seed")
         base = dataset.sample(1, np.random.default_rng(int(seed)))[0][0]
     elif source == "factor values":
@@ -208,6 +216,9 @@ def grid_image(
 
 grid, tiles = grid_image(ck.key, tuple(np.round(anchor, 4).tolist()), tuple(order), mode, int(steps), int(scale))
 st.image(grid)
+st.download_button(
+    "Download the grid (PNG)", png_bytes(grid), file_name="traversal.png", mime="image/png", key="explore_png"
+)
 
 with st.expander("GIF export"):
     fps = st.slider("Frames per second", 2, 20, 8, key="explore_fps")
@@ -230,4 +241,8 @@ img_a = dataset.sample(1, np.random.default_rng(int(sa)))[0][0]
 img_b = dataset.sample(1, np.random.default_rng(int(sb)))[0][0]
 frames = ex.interpolate(model, img_a, img_b, int(n_int))
 row = np.concatenate([img_a[None], frames, img_b[None]])
-st.image(compose_grid(row[None], gutter=2, scale=2), caption="A · decoded path from code(A) to code(B) · B")
+interp = compose_grid(row[None], gutter=2, scale=2)
+st.image(interp, caption="A · decoded path from code(A) to code(B) · B")
+st.download_button(
+    "Download the interpolation (PNG)", png_bytes(interp), "interpolation.png", "image/png", key="explore_interp_png"
+)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from disviz import explore as ex
 from disviz.errors import UserError
-from disviz.figures import argmax_order, diffusion_figure, heatmap
+from disviz.figures import argmax_order, diffusion_figure, heatmap, matrix_csv, table_csv
 from pages._shared import get_model, require_checkpoint, teach
 
 st.title("Metrics")
@@ -80,6 +80,13 @@ if report is not None:
             st.session_state["metrics_latent_order"] = order
             fig = heatmap(nmi[:, order], factors, [f"z{j}" for j in order], zmin=0, zmax=1)
             event = st.plotly_chart(fig, key="metrics_nmi", on_select="rerun", selection_mode="points")
+            st.download_button(
+                "Download NMI (CSV)",
+                matrix_csv(nmi, factors, [f"z{j}" for j in range(nmi.shape[1])], "factor"),
+                "nmi.csv",
+                "text/csv",
+                key="metrics_nmi_csv",
+            )
             points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
             if not points and event is not None and hasattr(event, "selection"):
                 points = event.selection.get("points", [])
@@ -99,12 +106,22 @@ if report is not None:
             st.plotly_chart(
                 heatmap(m[:, order], factors, [f"z{j}" for j in order], colorscale="Oranges"), key="metrics_dci"
             )
+            st.download_button(
+                "Download DCI importance (CSV)",
+                matrix_csv(imp, factors, [f"z{j}" for j in range(imp.shape[1])], "factor"),
+                "dci_importance.csv",
+                "text/csv",
+                key="metrics_dci_csv",
+            )
         else:
             st.info("The report has no DCI importance matrix.")
     st.subheader("Scores")
     rows = ex.score_table(report)
     df = pd.DataFrame({"score": [r[0] for r in rows], "value": [r[1] for r in rows]})
     st.dataframe(df, hide_index=True, key="metrics_scores")
+    st.download_button(
+        "Download scores (CSV)", table_csv(rows, ["score", "value"]), "scores.csv", "text/csv", key="metrics_scores_csv"
+    )
     with st.expander("Settings used"):
         st.json(ex.report_settings(report) or {"note": "the report records no settings"})
     c = st.columns(4)

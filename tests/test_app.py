@@ -250,3 +250,28 @@ def test_annealing_page_quick_live_run(env):
     assert not at.error, [e.value for e in at.error]
     assert at.session_state["annealing_live"]["runs"], "the live run returned no runs"
     assert at.session_state["annealing_factors"] == sorted(at.session_state["annealing_live"]["factors"])
+
+
+def test_latent_space_page_defaults_to_two_informative_latents_and_redraws(env):
+    at = _page("latent_space.py", ckpt=str((env / "tiny-betavae").resolve())).run()
+    _ok(at)
+    x, y = at.selectbox(key="latent_x").value, at.selectbox(key="latent_y").value
+    assert x != y
+    at.selectbox(key="latent_factor").select(3).run()  # posX colouring: a redraw from the cached codes
+    _ok(at)
+    assert any("Click a point" in i.value for i in at.info)
+
+
+def test_explore_takes_a_point_picked_in_the_latent_space(env):
+    import numpy as np
+
+    img = np.zeros((64, 64, 1), np.uint8)
+    img[10:30, 10:30] = 255
+    at = _app()
+    at.session_state["explore_picked"] = img
+    at.session_state["explore_source"] = "picked point"
+    at.run()
+    _ok(at)
+    import hashlib
+
+    assert at.session_state["explore_base_hash"] == hashlib.sha1(img.tobytes()).hexdigest()[:16]

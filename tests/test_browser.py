@@ -218,3 +218,70 @@ def test_training_from_the_train_page_ends_in_the_sidebar_picker(page, server):
     wait_for_app(page)
     assert page_errors(page) == []
     assert RUN_NAME in sidebar.get_by_test_id("stSelectbox").first.locator("input").input_value()
+
+
+def _download(page, button_text: str) -> bytes:
+    """Click the download button labelled ``button_text`` and return the downloaded bytes."""
+    button = page.locator("[data-testid='stDownloadButton'] button", has_text=button_text).first
+    button.scroll_into_view_if_needed()
+    with page.expect_download(timeout=60_000) as info:
+        button.click()
+    path = info.value.path()
+    return Path(path).read_bytes()
+
+
+def test_exports_download_png_and_csv(page):
+    goto(page, find_link(nav_links(page), "explore", "travers"))
+    png = _download(page, "Download the grid (PNG)")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    goto(page, find_link(nav_links(page), "latent space"))
+    csv = _download(page, "Download the encodings (CSV)").decode()
+    header, first = csv.splitlines()[:2]
+    assert header.startswith("sample,shape,scale,orientation,posX,posY,z0") and first.startswith("0,")
+    assert page_errors(page) == []
+
+
+def test_latent_space_click_a_point_and_send_it_to_explore(page):
+    goto(page, find_link(nav_links(page), "latent space"))
+    main = page.locator("[data-testid='stMain']")
+    chart = main.get_by_test_id("stPlotlyChart").first
+    chart.scroll_into_view_if_needed()
+    point = chart.locator(".scatterlayer .point").first
+    point.wait_for(timeout=60_000)
+    assert chart.locator(".scatterlayer .point").count() >= 1000, "the scatter does not show the encoded sample"
+    # a box selection over the middle of the plot (plotly hit-tests mouse positions, not DOM clicks)
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    assert box, "the scatter has no drag layer"
+    x0, y0 = box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"]
+    x1, y1 = box["x"] + 0.9 * box["width"], box["y"] + 0.9 * box["height"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(x0 + (x1 - x0) * k / 10, y0 + (y1 - y0) * k / 10)
+    page.mouse.up()
+    wait_for_app(page, settle=0.8)
+    use = main.locator("button", has_text="Use as base image in Explore")
+    use.wait_for(timeout=30_000)
+    assert main.get_by_text("point #").count() >= 1
+    use.click()
+    wait_for_app(page)
+    page.wait_for_url(
+        lambda url: "explore" in url or url.rstrip("/").endswith(":" + url.split(":")[-1]), timeout=30_000
+    )
+    wait_for_app(page)
+    assert page.get_by_text("picked point").count() >= 1, "Explore does not offer the picked point as its base"
+    assert page_errors(page) == []
+
+
+def test_lessons_open_on_the_shipped_checkpoints(page):
+    goto(page, find_link(nav_links(page), "lessons"))
+    main = page.locator("[data-testid='stMain']")
+    radios = main.get_by_test_id("stRadio").first.locator("label")
+    n = radios.count()
+    assert n == 5, f"expected 5 lessons, found {n}"
+    for i in range(n):
+        radios.nth(i).click()
+        wait_for_app(page, settle=0.5)
+        assert page_errors(page) == [], f"lesson {i + 1} shows an error"
+        text = main.inner_text()
+        assert "shipped" in text or "Measured" in text or "QLAE" in text, f"lesson {i + 1} shows no computed statement"
