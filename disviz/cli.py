@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after MIN minutes, save, and exit with code 130 (continue with --resume)",
     )
     p.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="end at STEP although --steps (which fixes schedules, e.g. DEFT's β(t)) is larger",
+    )
+    p.add_argument(
         "--amp",
         default="auto",
         choices=["auto", "bf16", "off"],

@@ -105,6 +105,9 @@ class TrainConfig:
     reset_optimizer: bool = False
     # stop cleanly (save, exit code 130 like Ctrl-C) after this many seconds of this process; None: no limit
     time_limit_s: float | None = None
+    # end this run at this step although the config's total (which fixes schedules such as DEFT's β(t))
+    # is larger: reproduces a checkpoint that was shipped part-way through a long run
+    stop_at: int | None = None
     # --- engine switches (see the module docstring for why these defaults) ---------------
     channels_last: bool | None = None  # None: auto (CUDA and CPU yes, MPS no)
     optimizer_impl: str = "auto"  # auto | fused | foreach | default
@@ -180,6 +183,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise TrainingError(f"amp must be auto, bf16 or off, got {cfg.amp!r}")
     if cfg.time_limit_s is not None and not (isinstance(cfg.time_limit_s, (int, float)) and cfg.time_limit_s > 0):
         raise TrainingError(f"time limit must be a positive number of minutes, got {cfg.time_limit_s!r} s")
+    if cfg.stop_at is not None and (not isinstance(cfg.stop_at, int) or cfg.stop_at < 1):
+        raise TrainingError(f"stop-at must be a positive step, got {cfg.stop_at!r}")
     if cfg.reset_optimizer and not cfg.resume:
         raise TrainingError("reset_optimizer continues an existing checkpoint: it needs resume=True")
     if cfg.save_dtype not in ("float32", "float16", "bfloat16"):
@@ -359,6 +364,8 @@ class _Run:
         self.card.setdefault("tracks", {})
         self.model = model
         self.total = int(model.config.steps)
+        if cfg.stop_at is not None:
+            self.total = min(self.total, int(cfg.stop_at))
         self.batch_size = int(model.config.batch_size)
         if self.resumed:  # a resume may change --batch-size
             check_batch(self.batch_size, info.channels, math.prod(info.factor_sizes))
@@ -787,6 +794,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume or args.reset_optimizer,
         reset_optimizer=args.reset_optimizer,
         time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
+        stop_at=args.stop_at,
         amp=args.amp,
     )
     events: list[TrainEvent] = []

@@ -158,6 +158,19 @@ def test_time_limit_stops_saves_and_resumes(tmp_path):
     assert read_card(resumed)["train"]["segments"][-1]["optimizer"] == "restored"
 
 
+def test_stop_at_ends_early_without_changing_the_config_total(tmp_path):
+    out, events = run(cfg(tmp_path / "ck", steps=12, stop_at=6))
+    card = read_card(out)
+    assert card["steps"] == 6 and card["config"]["steps"] == 12 and events[-1].kind == "done"
+    resumed, _ = run(cfg(out, steps=12, resume=True))  # the rest of the planned run
+    assert read_card(resumed)["steps"] == 12
+    straight, _ = run(cfg(tmp_path / "straight", steps=12))
+    wa, wb = weights(straight), weights(resumed)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # stopping part-way changes nothing
+    with pytest.raises(TrainingError, match="stop-at"):
+        run(cfg(tmp_path / "x", stop_at=0))
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "ck"
     events: list[TrainEvent] = []
