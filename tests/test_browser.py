@@ -274,7 +274,7 @@ def test_latent_space_click_a_point_and_send_it_to_explore(page):
 def test_lessons_open_on_the_shipped_checkpoints(page):
     goto(page, find_link(nav_links(page), "lessons"))
     main = page.locator("[data-testid='stMain']")
-    radios = main.get_by_test_id("stRadio").first.locator("label")
+    radios = main.get_by_test_id("stRadio").first.locator("[role='radiogroup'] label")
     n = radios.count()
     assert n == 5, f"expected 5 lessons, found {n}"
     for i in range(n):

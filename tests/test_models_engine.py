@@ -32,7 +32,7 @@ def test_model_trains_in_the_engine_and_loads_back(name, tmp_path):
 
 
 def test_deft_resume_keeps_its_stage_schedule(tmp_path):
-    cfg = dict(device="cpu", batch_size=8, log_every=2, overrides=TINY)
+    cfg = dict(device="cpu", batch_size=8, log_every=2, overrides={**TINY, "schedule": "steps"})
     out = train(TrainConfig("deft", "dsprites", tmp_path / "d", steps=8, **cfg))  # 4 stages of 2 steps
     card = read_card(out)
     assert card["config"]["stage_steps"] == 2
@@ -42,3 +42,18 @@ def test_deft_resume_keeps_its_stage_schedule(tmp_path):
     card = read_card(out)
     assert card["steps"] == 12 and card["config"]["stage_steps"] == 2
     assert card["history"]["stage"][-2:] == [3, 3]
+
+
+def test_deft_reference_schedule_resume_keeps_its_beta_curve(tmp_path):
+    """β(t)'s T is fixed at build time (ref_steps = the first --steps): a resume with more steps
+    continues the same curve, and the logged β is the continuous β(t), not a stage value."""
+    cfg = dict(device="cpu", batch_size=8, log_every=2, overrides=TINY)
+    out = train(TrainConfig("deft", "dsprites", tmp_path / "r", steps=40, **cfg))
+    card = read_card(out)
+    assert card["config"]["schedule"] == "reference" and card["config"]["ref_steps"] == 40
+    betas = card["history"]["beta"]
+    assert betas[0] < 150 and betas == sorted(betas, reverse=True) and betas[-1] == 1.0
+    assert card["history"]["stage"][-1] == 4  # 5 stages: the β = 1 stage trains the fifth group
+    out = train(TrainConfig("deft", "dsprites", out, steps=48, resume=True, **cfg))
+    card = read_card(out)
+    assert card["config"]["ref_steps"] == 40 and card["history"]["beta"][-1] == 1.0

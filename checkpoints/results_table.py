@@ -1,0 +1,90 @@
+"""Print the results tables of checkpoints/README.md from the shipped cards (never typed by hand).
+
+    python checkpoints/results_table.py            # markdown: results, campaign targets, seeds
+
+Every number comes from a card's stored ``evaluate`` report (10,000 samples, seed 0) or its
+training record (steps, images seen, precision, wall time, segments).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+#: issue 12's campaign targets: checkpoint -> (description, check(scores of all cards) -> bool | None)
+TARGETS = {
+    "dsprites/devae": ("MIG ≥ 0.35 (paper 0.35 ± 0.02)", lambda s: s["dsprites/devae"]["mig"] >= 0.35),
+    "dsprites/deft": (
+        "MIG ≥ 0.30 and above β-VAE's",
+        lambda s: s["dsprites/deft"]["mig"] >= 0.30 and s["dsprites/deft"]["mig"] > s["dsprites/betavae"]["mig"],
+    ),
+    "dsprites/betatcvae": ("MIG ≥ 0.30", lambda s: s["dsprites/betatcvae"]["mig"] >= 0.30),
+    "dsprites/betavae": ("MIG ≥ 0.15 (paper single-space 0.19)", lambda s: s["dsprites/betavae"]["mig"] >= 0.15),
+    "dsprites/qlae": (
+        "InfoM and InfoE each ≥ 0.05 above AE's and β-VAE's; reconstruction no worse than β-VAE",
+        lambda s: (
+            all(
+                s["dsprites/qlae"][k] >= s[o][k] + 0.05
+                for k in ("infom", "infoe")
+                for o in ("dsprites/ae", "dsprites/betavae")
+            )
+            and s["dsprites/qlae"]["reconstruction"] <= s["dsprites/betavae"]["reconstruction"]
+        ),
+    ),
+    "shapes3d/devae": ("MIG ≥ 0.45", lambda s: s["shapes3d/devae"]["mig"] >= 0.45),
+    "shapes3d/qlae": ("InfoM ≥ 0.7", lambda s: s["shapes3d/qlae"]["infom"] >= 0.7),
+}
+
+
+def cards() -> dict[str, dict]:
+    out = {}
+    for f in sorted(ROOT.glob("*/*/card.json")) + sorted(ROOT.glob("seeds/*/*/card.json")):
+        name = str(f.parent.relative_to(ROOT))
+        if name.startswith("annealing"):
+            continue
+        out[name] = json.loads(f.read_text())
+    return out
+
+
+def _precision(card: dict) -> str:
+    segs = (card.get("train") or {}).get("segments") or []
+    amps = sorted({s.get("amp", "off") for s in segs}) or [(card.get("train") or {}).get("amp", "off")]
+    return "+".join("fp32" if a == "off" else a for a in amps)
+
+
+def main() -> int:
+    all_cards = cards()
+    scores = {n: (c.get("metrics") or {}).get("scores") or {} for n, c in all_cards.items()}
+    print(
+        "| checkpoint | steps (of planned) | images seen | precision | resumes | wall (h) | MIG | InfoM | InfoE | DCI-D | recon | PSNR |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, card in all_cards.items():
+        t = card.get("train") or {}
+        s = scores[name]
+        seen = t.get("images_seen", card["steps"] * t.get("batch_size", 0))
+        f = lambda k: f"{s[k]:.3f}" if isinstance(s.get(k), (int, float)) else "—"  # noqa: E731
+        print(
+            f"| `{name}` | {card['steps']:,} ({card['config']['steps']:,}) | {seen / 1e6:.2f} M | {_precision(card)} | "
+            f"{t.get('resumes', 0)} | {t.get('wall_time_s', 0) / 3600:.2f} | {f('mig')} | {f('infom')} | {f('infoe')} | "
+            f"{f('dci_disentanglement')} | {s.get('reconstruction', float('nan')):.1f} | {s.get('psnr', float('nan')):.1f} |"
+        )
+    print()
+    print("| checkpoint | target | measured | met? |")
+    print("|---|---|---|---|")
+    for name, (text, check) in TARGETS.items():
+        s = scores.get(name, {})
+        shown = ", ".join(f"{k} {s[k]:.3f}" for k in ("mig", "infom", "infoe") if k in s)
+        try:
+            met = "**yes**" if check(scores) else "no"
+        except KeyError:
+            met = "not measured"
+        print(f"| `{name}` | {text} | {shown or '—'} | {met} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
