@@ -66,7 +66,10 @@ def main() -> int:
         t = card.get("train") or {}
         s = scores[name]
         seen = t.get("images_seen", card["steps"] * t.get("batch_size", 0))
-        f = lambda k: f"{s[k]:.3f}" if isinstance(s.get(k), (int, float)) else "—"  # noqa: E731
+
+        def f(k: str, s: dict = s) -> str:
+            return f"{s[k]:.3f}" if isinstance(s.get(k), (int, float)) else "—"
+
         print(
             f"| `{name}` | {card['steps']:,} ({card['config']['steps']:,}) | {seen / 1e6:.2f} M | {_precision(card)} | "
             f"{t.get('resumes', 0)} | {t.get('wall_time_s', 0) / 3600:.2f} | {f('mig')} | {f('infom')} | {f('infoe')} | "
