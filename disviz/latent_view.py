@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from disviz.explore import LatentStats
+from disviz.latents import LatentStats
 
 __all__ = ["informative_pair", "picked_point"]
 

@@ -47,14 +47,11 @@ standard 64x64 conv VAE; images/s, best of rounds; the machine was shared, so +-
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
 import os
 import random
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,7 +75,16 @@ from disviz.errors import TrainingError, UserError
 from disviz.limits import check_batch, check_parameters
 from disviz.outputs import check_output
 
-__all__ = ["TrainConfig", "TrainEvent", "TrainHook", "cmd_bench", "cmd_train", "parse_key_values", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainEvent",
+    "TrainHook",
+    "engine_ips",
+    "parse_key_values",
+    "plain_loop_ips",
+    "read_train_settings",
+    "train",
+]
 
 EVENT_KINDS = ("start", "step", "eval", "checkpoint", "done", "stopped", "error")
 
@@ -290,6 +296,7 @@ class _Run:
 
     # setup ---------------------------------------------------------------------------------
     def setup(self) -> None:
+        """Everything before step one, in an order that fixes the RNG streams (bit-exact resume)."""
         cfg = self.cfg
         self.device = pick_device(cfg.device)
         self.dataset = _load_dataset(cfg.dataset, cfg.dataset_path, dict(cfg.dataset_options))
@@ -300,86 +307,120 @@ class _Run:
                 f"{self.out} already holds a checkpoint; pass --resume to continue it, or choose another --out"
             )
         seed_everything(cfg.seed)
-        overrides = dict(cfg.overrides)
-        if cfg.steps is not None:
-            overrides["steps"] = cfg.steps
-        if cfg.batch_size is not None:
-            overrides["batch_size"] = cfg.batch_size
+        overrides = self._config_overrides()
         self.resumed = bool(cfg.resume and exists)
-        if self.resumed:
-            model, card = load_checkpoint(self.out, "cpu")
-            if card["model"] != cfg.model:
-                raise TrainingError(
-                    f"{self.out} holds a {card['model']!r} model, not {cfg.model!r}; use --model {card['model']}"
-                )
-            if card["dataset"].get("name") != info.name:
-                raise TrainingError(
-                    f"{self.out} was trained on {card['dataset'].get('name')!r}, not {info.name!r}; "
-                    f"use --dataset {card['dataset'].get('name')}"
-                )
-            saved_opts = json.loads(json.dumps(card["dataset"].get("options", {}), default=str))
-            now_opts = json.loads(json.dumps(info.to_dict().get("options", {}), default=str))
-            if saved_opts != now_opts:
-                raise TrainingError(
-                    f"{self.out} was trained with dataset options {saved_opts}, not {now_opts}; "
-                    "resume with the same --data-option values"
-                )
-            try:
-                new_config = model.config.replace(**overrides)
-            except ValueError as exc:
-                raise TrainingError(str(exc)) from None
-            changed = sorted(k for k, v in new_config.to_dict().items() if v != model.config.to_dict()[k])
-            if set(changed) - {"steps", "batch_size"}:
-                raise TrainingError(
-                    f"cannot change {sorted(set(changed) - {'steps', 'batch_size'})} when resuming {self.out}; "
-                    "only --steps and --batch-size may change (start a new run for other options)"
-                )
-            model.config = new_config
-            card.pop("shipped", None)  # training on: no longer the shipped weights-only state
-            self.card = card
-            self.start = int(card.get("steps", 0))
-        else:
-            try:
-                with torch.device("meta"):  # shapes only: budgets are checked before any allocation
-                    probe = _create_model(cfg.model, info, overrides)
-                check_parameters(sum(p.numel() for p in probe.parameters()), f"model {cfg.model!r}")
-                check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes))
-                model = _create_model(cfg.model, info, overrides)
-            except UserError:
-                raise
-            except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-                raise TrainingError(f"cannot build model {cfg.model!r}: {exc}") from None
-            self.card = {
-                "model": cfg.model,
-                "config": model.config.to_dict(),
-                "dataset": info.to_dict(),
-                "seed": cfg.seed,
-                "steps": 0,
-                "history": {"step": [], "images_per_s": [], "stage": []},
-                "tracks": {},
-            }
-            self.start = 0
+        model = self._resume_model(info, overrides) if self.resumed else self._build_new_model(info, overrides)
+        self._adopt_model(model, info)
+        self._place_model()
+        self._prepare_optimisation()
+        self._open_segment()
+        if cfg.compile:
+            model.loss = torch.compile(model.loss)  # type: ignore[method-assign]
+        self._attach_hooks()
+
+    def _config_overrides(self) -> dict[str, Any]:
+        """``--set`` values plus ``--steps`` / ``--batch-size`` when given."""
+        overrides = dict(self.cfg.overrides)
+        if self.cfg.steps is not None:
+            overrides["steps"] = self.cfg.steps
+        if self.cfg.batch_size is not None:
+            overrides["batch_size"] = self.cfg.batch_size
+        return overrides
+
+    def _resume_model(self, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
+        """The checkpoint in ``out``, refused unless model, dataset and options match; sets card and start.
+
+        Only ``steps`` and ``batch_size`` may change on a resume: any other option would make the
+        continued run a different experiment under the same card.
+        """
+        cfg = self.cfg
+        model, card = load_checkpoint(self.out, "cpu")
+        if card["model"] != cfg.model:
+            raise TrainingError(
+                f"{self.out} holds a {card['model']!r} model, not {cfg.model!r}; use --model {card['model']}"
+            )
+        if card["dataset"].get("name") != info.name:
+            raise TrainingError(
+                f"{self.out} was trained on {card['dataset'].get('name')!r}, not {info.name!r}; "
+                f"use --dataset {card['dataset'].get('name')}"
+            )
+        saved_opts = json.loads(json.dumps(card["dataset"].get("options", {}), default=str))
+        now_opts = json.loads(json.dumps(info.to_dict().get("options", {}), default=str))
+        if saved_opts != now_opts:
+            raise TrainingError(
+                f"{self.out} was trained with dataset options {saved_opts}, not {now_opts}; "
+                "resume with the same --data-option values"
+            )
+        try:
+            new_config = model.config.replace(**overrides)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
+        changed = sorted(k for k, v in new_config.to_dict().items() if v != model.config.to_dict()[k])
+        if set(changed) - {"steps", "batch_size"}:
+            raise TrainingError(
+                f"cannot change {sorted(set(changed) - {'steps', 'batch_size'})} when resuming {self.out}; "
+                "only --steps and --batch-size may change (start a new run for other options)"
+            )
+        model.config = new_config
+        card.pop("shipped", None)  # training on: no longer the shipped weights-only state
+        self.card = card
+        self.start = int(card.get("steps", 0))
+        return model
+
+    def _build_new_model(self, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
+        """A fresh model and card; memory budgets are checked on a shapes-only copy first."""
+        cfg = self.cfg
+        try:
+            with torch.device("meta"):  # shapes only: budgets are checked before any allocation
+                probe = _create_model(cfg.model, info, overrides)
+            check_parameters(sum(p.numel() for p in probe.parameters()), f"model {cfg.model!r}")
+            check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes))
+            model = _create_model(cfg.model, info, overrides)
+        except UserError:
+            raise
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise TrainingError(f"cannot build model {cfg.model!r}: {exc}") from None
+        self.card = {
+            "model": cfg.model,
+            "config": model.config.to_dict(),
+            "dataset": info.to_dict(),
+            "seed": cfg.seed,
+            "steps": 0,
+            "history": {"step": [], "images_per_s": [], "stage": []},
+            "tracks": {},
+        }
+        self.start = 0
+        return model
+
+    def _adopt_model(self, model: torch.nn.Module, info: Any) -> None:
+        """The model's config into the card; the run's length (``stop_at``) and batch size."""
         self.card["config"] = model.config.to_dict()
         self.card.setdefault("history", {"step": [], "images_per_s": [], "stage": []})
         self.card.setdefault("tracks", {})
         self.model = model
         self.total = int(model.config.steps)
-        if cfg.stop_at is not None:
-            self.total = min(self.total, int(cfg.stop_at))
+        if self.cfg.stop_at is not None:
+            self.total = min(self.total, int(self.cfg.stop_at))
         self.batch_size = int(model.config.batch_size)
         if self.resumed:  # a resume may change --batch-size
             check_batch(self.batch_size, info.channels, math.prod(info.factor_sizes))
         if self.total <= 0 or self.batch_size <= 0:
             raise TrainingError(f"steps and batch_size must be positive (got {self.total}, {self.batch_size})")
 
+    def _place_model(self) -> None:
+        """Model on the device, channels_last where it pays (see the module docstring), train mode."""
         auto_cl = self.device.type in ("cuda", "cpu")
-        self.channels_last = cfg.channels_last if cfg.channels_last is not None else auto_cl
+        self.channels_last = self.cfg.channels_last if self.cfg.channels_last is not None else auto_cl
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        model.to(self.device)
+        self.model.to(self.device)
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        model.train()
-        self.optimizers = model.configure_optimizers()
+            self.model.to(memory_format=torch.channels_last)
+        self.model.train()
+
+    def _prepare_optimisation(self) -> None:
+        """Optimisers (fast kernels), the batch sampler, and on a resume their saved state and RNGs."""
+        cfg = self.cfg
+        self.optimizers = self.model.configure_optimizers()
         self.optimizer_impl = speed_up_optimizers(self.optimizers, cfg.optimizer_impl, self.device)
         self.sampler: Iterator[torch.Tensor] = make_sampler(self.dataset, self.batch_size, self.device, cfg.seed)
         if self.resumed and cfg.reset_optimizer:
@@ -394,24 +435,28 @@ class _Run:
             if rng_state and isinstance(rng, np.random.Generator):
                 with contextlib.suppress(TypeError, ValueError, KeyError):
                     rng.bit_generator.state = rng_state
+
+    def _open_segment(self) -> None:
+        """What this run adds to the card's totals, and the record of this training segment."""
         self.prev_wall = float(self.card.get("train", {}).get("wall_time_s", 0.0))
-        self.autocast = _autocast(self.device, cfg.amp)
+        self.autocast = _autocast(self.device, self.cfg.amp)
         self.amp_used = "bf16" if not isinstance(self.autocast, contextlib.nullcontext) else "off"
         train_info = self.card.get("train", {})
         # older cards have no count: their runs used one batch size throughout
         self.prev_images = int(train_info.get("images_seen", self.start * int(train_info.get("batch_size", 0))))
         self.segment = {
             "from_step": self.start,
-            "optimizer": "fresh" if (not self.resumed or cfg.reset_optimizer) else "restored",
+            "optimizer": "fresh" if (not self.resumed or self.cfg.reset_optimizer) else "restored",
             "amp": self.amp_used,
             "device": str(self.device),
             "batch_size": self.batch_size,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self.segment_recorded = False
-        if cfg.compile:
-            model.loss = torch.compile(model.loss)  # type: ignore[method-assign]
-        if cfg.track_diffusion > 0:
+
+    def _attach_hooks(self) -> None:
+        """The diffusion tracker when asked for, then every hook checked for a name and a period."""
+        if self.cfg.track_diffusion > 0:
             try:
                 from disviz.diagnostics.diffusion import DiffusionTracker
             except ImportError as exc:
@@ -419,7 +464,7 @@ class _Run:
                     f"--track-diffusion needs disviz.diagnostics.diffusion, which cannot be imported ({exc}); "
                     "run without --track-diffusion"
                 ) from None
-            self.hooks.append(DiffusionTracker(self.dataset, every=cfg.track_diffusion))
+            self.hooks.append(DiffusionTracker(self.dataset, every=self.cfg.track_diffusion))
         for hook in self.hooks:
             if not isinstance(getattr(hook, "every", None), int) or hook.every <= 0 or not getattr(hook, "name", ""):
                 raise TrainingError(f"hook {hook!r} needs a name and a positive integer 'every'")
@@ -559,32 +604,11 @@ class _Run:
 
     # the loop -------------------------------------------------------------------------------
     def run(self) -> Path:
-        cfg = self.cfg
-        self.sums: dict[str, torch.Tensor] = {}
-        self.window_n, self.excluded = 0, 0.0
-        self.last_losses: dict[str, float] = {}
-        self.last_ips = 0.0
-        self.last_x: torch.Tensor | None = None
-        self.hook_steps: dict[str, set[int]] = {}
-        self.saved_step = self.start if self.resumed else None
+        """Train from ``start`` to ``total`` (or a stop), save, and return the checkpoint folder."""
+        self._reset_counters()
         step = self.start
         self.window_start = step
-        self.emit(
-            TrainEvent(
-                "start",
-                step,
-                self.total,
-                stage=self._stage(step),
-                message=f"{cfg.model} on {cfg.dataset}, {str(self.device)}, batch {self.batch_size}"
-                + (f", resumed at step {step}" if self.resumed else ""),
-                data={
-                    "device": str(self.device),
-                    "batch_size": self.batch_size,
-                    "resumed": self.resumed,
-                    "out": str(self.out),
-                },
-            )
-        )
+        self._emit_start(step)
         if step >= self.total:
             self.emit(
                 TrainEvent(
@@ -595,26 +619,55 @@ class _Run:
                 )
             )
             return self.out
+        step, stopped = self._loop(step)
+        self._finish(step, stopped)
+        return self.out
+
+    def _reset_counters(self) -> None:
+        """Empty loss window, no hook run yet; a resumed run's last good checkpoint is the one it read."""
+        self.sums: dict[str, torch.Tensor] = {}
+        self.window_n, self.excluded = 0, 0.0
+        self.last_losses: dict[str, float] = {}
+        self.last_ips = 0.0
+        self.last_x: torch.Tensor | None = None
+        self.hook_steps: dict[str, set[int]] = {}
+        self.saved_step = self.start if self.resumed else None
+
+    def _emit_start(self, step: int) -> None:
+        self.emit(
+            TrainEvent(
+                "start",
+                step,
+                self.total,
+                stage=self._stage(step),
+                message=f"{self.cfg.model} on {self.cfg.dataset}, {str(self.device)}, batch {self.batch_size}"
+                + (f", resumed at step {step}" if self.resumed else ""),
+                data={
+                    "device": str(self.device),
+                    "batch_size": self.batch_size,
+                    "resumed": self.resumed,
+                    "out": str(self.out),
+                },
+            )
+        )
+
+    def _loop(self, step: int) -> tuple[int, bool]:
+        """The training steps from ``step``: (the step reached, stopped before the total?).
+
+        A non-finite loss emits an 'error' event and raises TrainingError without saving, so the
+        last good checkpoint stays on disk.
+        """
+        cfg = self.cfg
         stopped = False
         self.window_t = time.perf_counter()
         try:
             while step < self.total:
-                if self.stop_event is not None and self.stop_event.is_set():
+                if self._stop_requested():
                     stopped = True
                     break
-                if cfg.time_limit_s is not None and time.perf_counter() - self.t_start >= cfg.time_limit_s:
-                    stopped = True  # a budgeted segment of a long run: saved, resumable
-                    break
-                x = next(self.sampler)  # x: [B, C, 64, 64] float in [0, 1]
-                x = x.contiguous(memory_format=self.memory_format)
-                with self.autocast:
-                    terms = self.model.train_step(x, step, self.optimizers)
+                x, terms = self._train_step(step)
                 step += 1
-                for k, v in terms.items():  # stay on the device: no sync here
-                    v = v.detach()
-                    self.sums[k] = self.sums[k] + v if k in self.sums else v.float().clone()
-                self.window_n += 1
-                self.last_x = x
+                self._accumulate(x, terms)
                 if step % cfg.log_every == 0 or step == self.total:
                     self._flush(step)
                 if self.hooks:
@@ -636,6 +689,32 @@ class _Run:
             )
             self.emit(TrainEvent("error", step, self.total, dict(self.last_losses), 0.0, None, msg))
             raise TrainingError(msg) from None
+        return step, stopped
+
+    def _stop_requested(self) -> bool:
+        """The caller's stop event, or this segment's time budget spent (a long run in saved parts)."""
+        if self.stop_event is not None and self.stop_event.is_set():
+            return True
+        return self.cfg.time_limit_s is not None and time.perf_counter() - self.t_start >= self.cfg.time_limit_s
+
+    def _train_step(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimisation step on the next batch: (the batch, the model's loss terms)."""
+        x = next(self.sampler)  # x: [B, C, 64, 64] float in [0, 1]
+        x = x.contiguous(memory_format=self.memory_format)
+        with self.autocast:
+            terms = self.model.train_step(x, step, self.optimizers)
+        return x, terms
+
+    def _accumulate(self, x: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """Loss terms summed on the device (no host sync until the next flush)."""
+        for k, v in terms.items():
+            v = v.detach()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.float().clone()
+        self.window_n += 1
+        self.last_x = x
+
+    def _finish(self, step: int, stopped: bool) -> None:
+        """Last flush, save unless this step is on disk already, then the 'stopped' or 'done' event."""
         try:
             self._flush(step)
         except _NonFinite as exc:
@@ -645,30 +724,13 @@ class _Run:
         if step > (self.saved_step or 0) or not is_checkpoint(self.out):
             self._save(step)
         if stopped:
-            self.emit(
-                TrainEvent(
-                    "stopped",
-                    step,
-                    self.total,
-                    dict(self.last_losses),
-                    self.last_ips,
-                    self._stage(max(step - 1, 0)),
-                    f"stopped at step {step}/{self.total}; checkpoint saved in {self.out} (continue with --resume)",
-                )
-            )
+            kind = "stopped"
+            message = f"stopped at step {step}/{self.total}; checkpoint saved in {self.out} (continue with --resume)"
         else:
-            self.emit(
-                TrainEvent(
-                    "done",
-                    step,
-                    self.total,
-                    dict(self.last_losses),
-                    self.last_ips,
-                    self._stage(max(step - 1, 0)),
-                    f"trained {step} steps in {self._wall():.1f} s; checkpoint in {self.out}",
-                )
-            )
-        return self.out
+            kind = "done"
+            message = f"trained {step} steps in {self._wall():.1f} s; checkpoint in {self.out}"
+        stage = self._stage(max(step - 1, 0))
+        self.emit(TrainEvent(kind, step, self.total, dict(self.last_losses), self.last_ips, stage, message))
 
 
 def train(
@@ -711,7 +773,7 @@ def train(
             torch.set_num_threads(prev_threads)
 
 
-# --- CLI ----------------------------------------------------------------------------------------
+# --- KEY=VALUE options (--set, --data-option) -------------------------------------------------
 def parse_key_values(items: list[str], what: str) -> dict[str, str]:
     """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'} (values stay strings; configs cast them)."""
     out: dict[str, str] = {}
@@ -723,98 +785,8 @@ def parse_key_values(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _fmt_time(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-class ProgressBar:
-    """Text progress bar on stderr: step/total, loss, img/s, stage, ETA."""
-
-    def __init__(self, stream: Any = None, width: int = 24):
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last_print = 0.0
-
-    def __call__(self, ev: TrainEvent) -> None:
-        if ev.kind == "step":
-            now = time.monotonic()
-            if not self.tty and now - self.last_print < 5.0 and ev.step != ev.total:
-                return  # logs / pipes: a line every 5 s
-            self.last_print = now
-            frac = ev.step / max(ev.total, 1)
-            filled = int(frac * self.width)
-            bar = "#" * filled + "-" * (self.width - filled)
-            eta = (ev.total - ev.step) * ev.data.get("batch_size", 0) / ev.images_per_s if ev.images_per_s else 0.0
-            stage = f" stage {ev.stage}" if ev.stage is not None else ""
-            loss = ev.losses.get("loss", float("nan"))
-            line = (
-                f"[{bar}] {ev.step}/{ev.total} loss {loss:.4g} {ev.images_per_s:,.0f} img/s{stage} ETA {_fmt_time(eta)}"
-            )
-            if self.tty:
-                self.stream.write("\r" + line.ljust(100))
-            else:
-                self.stream.write(line + "\n")
-            self.stream.flush()
-        elif ev.kind in ("start", "checkpoint", "eval", "done", "stopped", "error"):
-            if self.tty and ev.kind != "start":
-                self.stream.write("\n")
-            text = {
-                "start": f"training {ev.message}",
-                "checkpoint": f"checkpoint at step {ev.step} -> {ev.message}",
-                "eval": f"{ev.message} at step {ev.step}: "
-                + ", ".join(f"{k}={v:.3g}" for k, v in ev.data.get("record", {}).items() if isinstance(v, float)),
-                "done": ev.message,
-                "stopped": ev.message,
-                "error": f"error: {ev.message}",
-            }[ev.kind]
-            if ev.kind != "error":  # the CLI prints user errors itself
-                self.stream.write(text + "\n")
-            self.stream.flush()
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """``python -m disviz train ...``"""
-    cfg = TrainConfig(
-        model=args.model,
-        dataset=args.dataset,
-        out=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        device=args.device,
-        seed=args.seed,
-        overrides=parse_key_values(args.set, "--set"),
-        dataset_options=parse_key_values(args.data_option, "--data-option"),
-        dataset_path=args.data_path or None,  # load_dataset falls back to $DISVIZ_DATA itself
-        save_every=args.save_every,
-        track_diffusion=args.track_diffusion,
-        resume=args.resume or args.reset_optimizer,
-        reset_optimizer=args.reset_optimizer,
-        time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
-        stop_at=args.stop_at,
-        amp=args.amp,
-    )
-    events: list[TrainEvent] = []
-
-    def callback(ev: TrainEvent) -> None:
-        if ev.kind in ("done", "stopped"):
-            events.append(ev)
-        if not args.no_progress:
-            bar(ev)
-
-    bar = ProgressBar()
-    out = train(cfg, callback=callback)
-    if args.no_progress and events:
-        print(events[-1].message, file=sys.stderr)
-    print(out)
-    return 130 if events and events[-1].kind == "stopped" else 0
-
-
-# --- benchmark ----------------------------------------------------------------------------------
-def _plain_loop_ips(
+# --- benchmark measurements (printed by ``python -m disviz bench train``, disviz/cli/train.py) ---
+def plain_loop_ips(
     model_name: str, dataset_name: str, steps: int, batch_size: int, device: torch.device, warmup: int, seed: int
 ) -> float:
     """The baseline: same network, NCHW, the model's default optimiser, .item() every step,
@@ -841,7 +813,7 @@ def _plain_loop_ips(
     return steps * batch_size / (time.perf_counter() - t0)
 
 
-def _engine_ips(cfg: TrainConfig, warmup: int) -> float:
+def engine_ips(cfg: TrainConfig, warmup: int) -> float:
     """Images/s of ``train`` measured from its own step events, after ``warmup`` steps."""
     marks: list[tuple[int, float]] = []
 
@@ -855,60 +827,6 @@ def _engine_ips(cfg: TrainConfig, warmup: int) -> float:
         raise TrainingError("benchmark too short: raise --steps")
     (s0, t0), (s1, t1) = usable[0], usable[-1]
     return (s1 - s0) * (cfg.batch_size or 0) / (t1 - t0)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    """``python -m disviz bench train``: engine vs a plain PyTorch loop, same network, same run.
-
-    Rounds alternate (plain, engine, plain, engine, ...) so background load hits both alike;
-    each figure is the best round. On CPU an extra row shows the opt-in bf16 autocast
-    (``TrainConfig(amp="bf16")``), which is not the default there (see the module docstring).
-    """
-    device = pick_device(args.device)
-    steps = int(args.steps)
-    bs = int(args.batch_size)
-    rounds = 2
-    warmup = max(5, steps // 5)
-    _load_dataset(args.dataset, None, {})  # fail early on a bad name
-    print(
-        f"bench train: model={args.model} dataset={args.dataset} batch={bs} steps={steps} (+{warmup} warm-up), "
-        f"best of {rounds} alternating rounds, device={device}"
-    )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    variants: dict[str, dict[str, Any]] = {"disviz engine": {}}
-    if device.type == "cpu":
-        variants["disviz engine + bf16 (opt-in)"] = {"amp": "bf16"}
-    results: dict[str, float] = {"plain PyTorch loop": 0.0, **{k: 0.0 for k in variants}}
-    settings = ""
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(rounds):
-            plain = _plain_loop_ips(args.model, args.dataset, steps, bs, device, warmup, 0)
-            results["plain PyTorch loop"] = max(results["plain PyTorch loop"], plain)
-            for name, extra in variants.items():
-                cfg = TrainConfig(
-                    model=args.model,
-                    dataset=args.dataset,
-                    out=Path(tmp) / f"{len(extra)}-{r}",
-                    steps=steps + warmup,
-                    batch_size=bs,
-                    device=str(device),
-                    save_every=10**9,
-                    log_every=5,
-                    log_kl=False,
-                    save_optimizer=False,
-                    **extra,
-                )
-                results[name] = max(results[name], _engine_ips(cfg, warmup))
-                if not extra:
-                    settings = ", ".join(
-                        f"{k}={v}" for k, v in read_train_settings(cfg.out).items() if k != "sampler_rng"
-                    )
-    plain = results["plain PyTorch loop"]
-    for name, ips in results.items():
-        ratio = "" if name.startswith("plain") else f"   {ips / plain:5.2f}x plain"
-        print(f"  {name:<30} {ips:10,.1f} images/s{ratio}")
-    print(f"  engine settings: {settings}")
-    return 0
 
 
 def read_train_settings(out: str | os.PathLike[str]) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from disviz.diagnostics.annealing import (
     recipe_out_path,
     run_annealing,
 )
+from disviz.diagnostics.annealing_view import annealing_summary, recipe_comparison, recipe_twins
 from disviz.errors import TrainingError, UserError
-from disviz.explore import annealing_summary, recipe_comparison, recipe_twins
 
 
 class Toy(GroundTruthDataset):

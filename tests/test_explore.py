@@ -242,7 +242,7 @@ def test_annealing_view_flat_and_grouped():
 
 
 def test_the_app_opens_on_the_best_shipped_dsprites_model_by_mig():
-    from disviz.explore import CheckpointEntry, default_entry
+    from disviz.catalogue import CheckpointEntry, default_entry
 
     def entry(path: str, ds: str, mig: float | None, error: str | None = None) -> CheckpointEntry:
         card = {"dataset": {"name": ds}, "metrics": {"scores": {"mig": mig}} if mig is not None else {}}

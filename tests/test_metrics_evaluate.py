@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from disviz.checkpoints import read_card, save_checkpoint
+from disviz.cli.evaluate import cmd_evaluate
 from disviz.data import load_dataset
 from disviz.errors import MetricError
 from disviz.metrics import evaluate as evaluate_fn
-from disviz.metrics.evaluate import cmd_evaluate
 from disviz.models import create_model
 
 # small n: sklearn warns that many classes look like regression targets

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from disviz.checkpoints import checkpoint_lock, load_checkpoint, read_card, scan_checkpoints
 from disviz.diagnostics.annealing import AnnealConfig, AnnealingResultError, load_annealing_result, run_annealing
 from disviz.errors import CheckpointError, UserError
-from disviz.explore import UploadError, load_upload
 from disviz.limits import LimitError, check_batch, check_images
+from disviz.uploads import UploadError, load_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "dsprites" / "betavae"
@@ -234,7 +234,7 @@ def test_7_generated_annealing_corruptions_load_or_fail_clearly(tmp_path, key, v
     except AnnealingResultError as exc:
         assert "re-run" in str(exc)
     else:  # accepted: then the page's helpers must work on it
-        from disviz.explore import annealing_summary, annealing_view
+        from disviz.diagnostics.annealing_view import annealing_summary, annealing_view
 
         annealing_view(loaded)
         annealing_summary(loaded)

@@ -77,7 +77,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -621,7 +620,8 @@ def _factor_model(
     return conv, lambda g: conv.losses(x_all, binary, m_all)
 
 
-def _resolve_factors(ds: GroundTruthDataset, factors: Sequence[str] | None) -> list[str]:
+def resolve_factors(ds: GroundTruthDataset, factors: Sequence[str] | None) -> list[str]:
+    """The factors to anneal: ``factors`` checked against ``ds`` (clear errors), or every varying one."""
     names = list(ds.factor_names)
     if not factors:
         return [n for n, s in zip(names, ds.factor_sizes) if s > 1]
@@ -690,7 +690,7 @@ def run_annealing(
     names: list[str] = []
     bounds: list[float] = []
     if not label_free:
-        names = _resolve_factors(ds, factors)
+        names = resolve_factors(ds, factors)
         rng = np.random.default_rng(seed)
         for name in names:
             for base in ds.sample_factors(bases, rng):
@@ -929,19 +929,7 @@ def _numbers(v: Any) -> bool:
     return isinstance(v, list) and all(_is_number(x) for x in v)
 
 
-# --- CLI -------------------------------------------------------------------------------------
-def _stderr_progress(frac: float, msg: str) -> None:
-    print(f"\r[{frac * 100:5.1f}%] {msg}    ", end="", file=sys.stderr, flush=True)
-
-
-def _load(args: Any) -> GroundTruthDataset:
-    from disviz.data import load_dataset, parse_options
-
-    return load_dataset(
-        args.dataset, path=getattr(args, "data_path", None), **parse_options(getattr(args, "data_option", []))
-    )
-
-
+# --- result paths and DEFT's thresholds -------------------------------------------------------
 def recipe_out_path(out: str | os.PathLike[str], recipe: str) -> Path:
     """Where ``anneal --recipe both`` writes the reference-recipe twin of ``out``."""
     out = Path(out)
@@ -953,28 +941,6 @@ def check_result_path(path: str | os.PathLike[str]) -> Path:
     from disviz.outputs import check_output
 
     return check_output(path, "file", (".json",))
-
-
-def print_summary(res: dict[str, Any]) -> None:
-    """The CLI's per-factor table, the ordering and where DEFT's thresholds fall on this scale."""
-    st = res["settings"]
-    print(f"recipe {st.get('recipe', 'equilibrium')}, scale {st.get('scale', '?')}, β(0) = 1 + {st.get('beta_max')}")
-    if st.get("beta_max_note"):
-        print(f"  ({st['beta_max_note']})")
-    for name in res["ordering"]:
-        s = res["factors"][name]
-        med = "—" if s["median"] is None else f"{s['median']:.2f}"
-        vals = ", ".join("None" if v is None else f"{v:.1f}" for v in s["ifps"])
-        lin = f"; linear-response bound {s['linear_median']:.1f}" if s.get("linear_median") is not None else ""
-        print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen{lin})  [{vals}]")
-    print("ordering (high → low median IFP): " + " > ".join(res["ordering"]))
-    print("ordering, ties where Mann-Whitney p >= 0.05: " + ordering_text(res))
-    thresholds, _ = deft_thresholds(st.get("dataset", ""))
-    if thresholds:
-        print(
-            f"DEFT thresholds {'/'.join(f'{b:g}' for b in thresholds)}: "
-            + deft_stage_comparison(res, thresholds)["text"]
-        )
 
 
 def deft_thresholds(dataset: str, checkpoints: str | os.PathLike[str] = "checkpoints") -> tuple[tuple[float, ...], str]:
@@ -994,80 +960,3 @@ def deft_thresholds(dataset: str, checkpoints: str | os.PathLike[str] = "checkpo
     except UserError as exc:
         return (), f"unknown dataset ({exc})"
     return tuple(DEFTConfig.for_dataset(info).betas), "DEFT's defaults for this dataset"
-
-
-def cmd_anneal(args: Any) -> int:
-    """`python -m disviz anneal`: run the test (one or both recipes), write --out, print the summary."""
-    from disviz.train import parse_key_values
-
-    recipes = ["equilibrium", "reference"] if args.recipe == "both" else [args.recipe]
-    outs = {r: check_result_path(recipe_out_path(args.out, r) if args.recipe == "both" else args.out) for r in recipes}
-    overrides = AnnealConfig.cast_overrides(parse_key_values(getattr(args, "set", []), "--set"))
-    ds = _load(args)
-    for recipe in recipes:
-        res = run_annealing(
-            ds,
-            factors=args.factors,
-            bases=args.bases,
-            steps=args.steps,
-            seed=args.seed,
-            schedule=args.schedule,
-            label_free=args.label_free,
-            device=args.device,
-            out=outs[recipe],
-            progress=_stderr_progress,
-            recipe=recipe,
-            arch=args.arch,
-            pool=args.pool,
-            batch_size=args.batch_size,
-            **overrides,
-        )
-        print(file=sys.stderr)
-        assert res is not None
-        print(f"wrote {outs[recipe]} ({res['elapsed_s']:.1f} s on {res['settings']['device']})")
-        if res["mode"] == "label_free":
-            peaks = ", ".join(f"{b:.1f}" for b in res["label_free"]["peaks"]) or "none"
-            print(f"ΔKL/Δβ peaks at β = {peaks}")
-        else:
-            print_summary(res)
-    return 0
-
-
-def cmd_bench(args: Any) -> int:
-    """`python -m disviz bench anneal`: wall time of 5 factors × --bases bases on --dataset.
-
-    On CUDA the full T = 8 000 steps (+ the T/8 warm-up) run. On CPU a 160-step fraction is timed
-    (setup included) and extrapolated linearly to the full 9 000; the output says which.
-    """
-    ds = _load(args)
-    dev = pick_device(args.device)
-    full = AnnealConfig().steps
-    steps = full if dev.type == "cuda" else 160
-    factors = _resolve_factors(ds, None)[:5]
-    t0, c0 = time.perf_counter(), time.process_time()
-    arch = getattr(args, "arch", "mlp")
-    res = run_annealing(ds, factors=factors, bases=args.bases, steps=steps, seed=0, device=args.device, arch=arch)
-    wall = time.perf_counter() - t0
-    assert res is not None
-    runs = len(res["runs"])
-    print(
-        f"anneal bench: {ds.name}, {len(factors)} factors x {args.bases} bases = {runs} runs batched, "
-        f"arch {arch}, full batch, device {dev}"
-    )
-    if steps == full:
-        print(f"  full run ({steps} steps): {wall:.1f} s wall")
-    else:
-        full_cfg = AnnealConfig()
-        full_cfg.validate()
-        total, total_full = steps + res["settings"]["warmup"], full + full_cfg.warmup  # warm-up included
-        per = res["elapsed_s"] / total
-        cpu = time.process_time() - c0
-        print(
-            f"  measured {total} steps: {wall:.1f} s wall, {cpu:.1f} s CPU ({per * 1000:.0f} ms/step incl. setup; "
-            f"torch threads {torch.get_num_threads()})"
-        )
-        print(
-            f"  extrapolated to the reference T = {full} (+ {full_cfg.warmup} warm-up) steps: {per * total_full / 60:.1f} min "
-            f"(linear in steps)"
-        )
-    return 0

@@ -1,10 +1,12 @@
 """Command line: ``python -m disviz <command>``.
 
-This module only parses arguments; each command's handler lives with the code it drives
-(``module:function`` strings, imported lazily so ``--help`` stays fast and torch is only
-imported by the commands that need it). Handlers take the argparse namespace and return an
-exit code. User errors are raised as ``CLIError`` (or the subsystem's own error classes) and
-printed as one clear line, never as a traceback.
+This module only parses arguments. Each command's handler lives in this package, one module per
+command group (``data``, ``train``, ``evaluate``, ``anneal``, ``app_bench``), and calls the
+library, which knows nothing of argparse or terminals. Handlers are named by ``module:function``
+strings and imported lazily, so ``--help`` stays fast and torch is only imported by the commands
+that need it. Handlers take the argparse namespace and return an exit code. User errors are
+raised as ``CLIError`` (or the subsystem's own error classes) and printed as one clear line,
+never as a traceback.
 """
 
 from __future__ import annotations
@@ -41,27 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    # --- data (disviz/data/commands.py) ---------------------------------------------------
+    # --- data (disviz/cli/data.py) ------------------------------------------------------------
     data = sub.add_parser("data", help="inspect and render ground-truth datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("list", help="list available datasets")
-    p.set_defaults(handler="disviz.data.commands:cmd_list")
+    p.set_defaults(handler="disviz.cli.data:cmd_list")
     p = data_sub.add_parser("info", help="print factors and sizes of a dataset")
     p.add_argument("name")
     _add_data_option(p)
-    p.set_defaults(handler="disviz.data.commands:cmd_info")
+    p.set_defaults(handler="disviz.cli.data:cmd_info")
     p = data_sub.add_parser("render", help="write a grid of random samples as PNG")
     p.add_argument("name")
     p.add_argument("--out", default="grid.png")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--seed", type=int, default=0)
     _add_data_option(p)
-    p.set_defaults(handler="disviz.data.commands:cmd_render")
+    p.set_defaults(handler="disviz.cli.data:cmd_render")
     p = data_sub.add_parser("build", help="build the bit-packed on-disk cache of procedural dSprites")
     p.add_argument("name", nargs="?", default="dsprites")
-    p.set_defaults(handler="disviz.data.commands:cmd_build")
+    p.set_defaults(handler="disviz.cli.data:cmd_build")
 
-    # --- train (disviz/train.py) ---------------------------------------------------------
+    # --- train (disviz/cli/train.py) ----------------------------------------------------------
     p = sub.add_parser("train", help="train a model and write a checkpoint folder")
     p.add_argument("--model", required=True)
     p.add_argument("--dataset", required=True)
@@ -102,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-diffusion", type=int, default=0, metavar="N", help="compute NMI1/NMI2 every N steps")
     p.add_argument("--no-progress", action="store_true")
     _add_data_option(p)
-    p.set_defaults(handler="disviz.train:cmd_train")
+    p.set_defaults(handler="disviz.cli.train:cmd_train")
 
-    # --- evaluate (disviz/metrics/evaluate.py) ---------------------------------------------
+    # --- evaluate (disviz/cli/evaluate.py) ----------------------------------------------------
     p = sub.add_parser("evaluate", help="compute all metrics for a checkpoint and store them in its card")
     p.add_argument("checkpoint")
     p.add_argument("--n", type=int, default=10_000)
@@ -120,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="FactorVAE/BetaVAE votes: from the encoded samples (pool, fast) or freshly rendered (reference)",
     )
     _add_data_option(p)
-    p.set_defaults(handler="disviz.metrics.evaluate:cmd_evaluate")
+    p.set_defaults(handler="disviz.cli.evaluate:cmd_evaluate")
 
-    # --- anneal (disviz/diagnostics/annealing.py) --------------------------------------------
+    # --- anneal (disviz/cli/anneal.py) --------------------------------------------------------
     p = sub.add_parser("anneal", help="run the IFP annealing test")
     p.add_argument("--dataset", required=True)
     p.add_argument("--factors", nargs="*", default=None, help="factor names (default: all)")
@@ -162,33 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     _add_data_option(p)
-    p.set_defaults(handler="disviz.diagnostics.annealing:cmd_anneal")
+    p.set_defaults(handler="disviz.cli.anneal:cmd_anneal")
 
-    # --- bench (each subsystem owns its benchmark) -------------------------------------------
+    # --- bench (next to each command group's handlers) ----------------------------------------
     bench = sub.add_parser("bench", help="print speed figures")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     p = bench_sub.add_parser("data", help="images/s for lazy rendering and the full dSprites build")
     p.add_argument("--full", action="store_true", help="also time the full 737,280-image dSprites build")
-    p.set_defaults(handler="disviz.data.commands:cmd_bench")
+    p.set_defaults(handler="disviz.cli.data:cmd_bench")
     p = bench_sub.add_parser("train", help="images/s of the engine vs a plain PyTorch loop")
     p.add_argument("--model", default="betavae")
     p.add_argument("--dataset", default="dsprites")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
-    p.set_defaults(handler="disviz.train:cmd_bench")
+    p.set_defaults(handler="disviz.cli.train:cmd_bench")
     p = bench_sub.add_parser("metrics", help="time each metric on 10,000 samples x 10 latents")
     p.add_argument("--n", type=int, default=10_000)
-    p.set_defaults(handler="disviz.metrics.evaluate:cmd_bench")
+    p.set_defaults(handler="disviz.cli.evaluate:cmd_bench")
     p = bench_sub.add_parser("anneal", help="time a batched annealing run")
     p.add_argument("--dataset", default="dsprites")
     p.add_argument("--bases", type=int, default=8)
     p.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
     p.add_argument("--device", default="auto")
-    p.set_defaults(handler="disviz.diagnostics.annealing:cmd_bench")
+    p.set_defaults(handler="disviz.cli.anneal:cmd_bench")
     p = bench_sub.add_parser("app", help="server time of a slider move and of the first traversal")
     p.add_argument("--checkpoint", default=None)
-    p.set_defaults(handler="disviz.explore:cmd_bench")
+    p.set_defaults(handler="disviz.cli.app_bench:cmd_bench")
     return parser
 
 
@@ -216,7 +218,3 @@ def _is_user_error(exc: BaseException) -> bool:
     from disviz.errors import UserError
 
     return isinstance(exc, (CLIError, UserError))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""CLI handlers for ``python -m disviz data ...`` and ``python -m disviz bench data``."""
+"""``python -m disviz data ...`` and ``python -m disviz bench data``: list, describe, render, cache, time datasets."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def _load(args: argparse.Namespace) -> GroundTruthDataset:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """`data list`: every registered dataset with its description and options."""
     width = max(len(n) for n in dataset_names())
     for name in dataset_names():
         spec = DATASETS[name]
@@ -37,6 +38,7 @@ def _fmt_values(v: np.ndarray) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """`data info NAME`: size, channels and each factor's values."""
     ds = _load(args)
     info = ds.info()
     print(f"{info.name}: {len(ds):,} images, 64×64×{info.channels}, {'binary' if info.binary else 'grey/RGB'}")
@@ -64,6 +66,7 @@ def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """`data render NAME`: a PNG grid of random samples (to see what a model will be trained on)."""
     from PIL import Image
 
     from disviz.limits import check_images
@@ -80,6 +83,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    """`data build`: the bit-packed dSprites cache that makes training's sampler fast."""
     from disviz.data.dsprites import build_cache, cache_path
 
     if args.name not in (
@@ -117,6 +121,7 @@ def _rate(fn, n_items: int, min_time: float = 1.0) -> float:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """`bench data`: images/s of lazy rendering, the batch samplers and (``--full``) the cache build."""
     import torch
 
     from disviz.data.dsprites import DSprites, build_cache, open_cache

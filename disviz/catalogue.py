@@ -1,0 +1,142 @@
+"""The checkpoint catalogue: which checkpoints the app can open, and how one is opened.
+
+Answers "what is there to look at?": the folders searched, one picker entry per checkpoint (read
+from card.json only, so listing stays cheap), the default checkpoint, and the dataset and model a
+card names. UI-free, like every module the pages call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from disviz.checkpoints import (
+    SCAN_MAX_FOLDERS,
+    SCAN_TIME_LIMIT_S,
+    checkpoint_summary,
+    list_checkpoints,
+    load_checkpoint,
+    read_card,
+    scan_checkpoints,
+)
+from disviz.data.base import GroundTruthDataset
+from disviz.errors import CheckpointError
+
+__all__ = [
+    "SCAN_LIMITS",
+    "CheckpointEntry",
+    "checkpoint_roots",
+    "dataset_for_card",
+    "default_entry",
+    "list_entries",
+    "load_model",
+    "scan_folder",
+]
+
+
+def checkpoint_roots(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Folders the app searches: ./checkpoints, the Train page's runs folder, $DISVIZ_CHECKPOINTS, extras."""
+    from disviz.jobs import runs_root
+
+    roots = [Path("checkpoints"), runs_root()]
+    env = os.environ.get("DISVIZ_CHECKPOINTS", "")
+    roots += [Path(p) for p in env.split(os.pathsep) if p.strip()]
+    roots += [Path(p) for p in extra if str(p).strip()]
+    out: list[Path] = []
+    for r in roots:
+        if r not in out:
+            out.append(r)
+    return out
+
+
+@dataclass
+class CheckpointEntry:
+    """One picker entry: path + one-line summary, or the reason it cannot be used."""
+
+    path: Path
+    label: str
+    card: dict[str, Any] | None = None
+    error: str | None = None
+    mtime: float = 0.0
+
+
+def display_path(path: Path) -> str:
+    """How the app names a checkpoint folder: relative to the working directory when under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def list_entries(roots: Sequence[str | os.PathLike[str]]) -> list[CheckpointEntry]:
+    """Every checkpoint under ``roots`` with its card summary (cheap: reads card.json only)."""
+    out = []
+    for path in list_checkpoints(roots):
+        name = display_path(path)
+        try:
+            mtime = max((path / f).stat().st_mtime for f in ("card.json", "model.safetensors") if (path / f).exists())
+        except (OSError, ValueError):
+            mtime = 0.0
+        try:
+            card = read_card(path)
+        except CheckpointError as exc:
+            out.append(CheckpointEntry(path, f"{name} — broken", None, str(exc), mtime))
+            continue
+        if "annealing" in path.parts and "model" not in card:
+            continue
+        out.append(CheckpointEntry(path, f"{name} — {checkpoint_summary(card)}", card, None, mtime))
+    return out
+
+
+SCAN_LIMITS = f"{SCAN_MAX_FOLDERS:,} folders or {SCAN_TIME_LIMIT_S:g} s"
+
+
+def scan_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], bool]:
+    """(checkpoints under ``folder``, complete?): the bounded walk the sidebar's "Add a folder" uses."""
+    return scan_checkpoints(folder)
+
+
+def default_entry(entries: Sequence[CheckpointEntry], dataset: str = "dsprites") -> CheckpointEntry | None:
+    """The checkpoint the app opens on: the shipped ``dataset`` model with the highest MIG its card's
+    evaluate report measured (the most instructive to look at first); else the first usable entry.
+    Only ``./checkpoints`` counts, so a user's half-trained run never becomes the default."""
+    best, best_mig = None, -math.inf
+    for e in entries:
+        card = e.card or {}
+        shipped = Path(display_path(Path(e.path))).parts[:1] == ("checkpoints",)
+        if e.error or (card.get("dataset") or {}).get("name") != dataset or not shipped:
+            continue
+        mig = ((card.get("metrics") or {}).get("scores") or {}).get("mig")
+        if isinstance(mig, (int, float)) and math.isfinite(mig) and mig > best_mig:
+            best, best_mig = e, float(mig)
+    return best or next((e for e in entries if not e.error), entries[0] if entries else None)
+
+
+def dataset_for_card(card: dict[str, Any]) -> GroundTruthDataset:
+    """The dataset a checkpoint was trained on (name, options and real file from its card)."""
+    from disviz.data import load_dataset
+
+    ds = card.get("dataset") or {}
+    train = card.get("train") or {}
+    name = ds.get("name")
+    if not name:
+        raise CheckpointError("the checkpoint card names no dataset; retrain it with this disviz")
+    options = dict(ds.get("options") or {})
+    path = train.get("dataset_path")
+    if path and not Path(path).exists():
+        path = None  # moved machine: load_dataset falls back to $DISVIZ_DATA / procedural
+    try:
+        return load_dataset(name, path=path, **options)
+    except TypeError:
+        return load_dataset(name, path=path)
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(model in eval mode, card); a thin alias so pages never import checkpoints directly."""
+    return load_checkpoint(path, device=device)

@@ -1,0 +1,67 @@
+"""``python -m disviz bench app``: the server-side time of the app's two interactions.
+
+Times what the Explore page does without a browser: opening a checkpoint up to the first
+traversal grid, and one slider move (a batched decode plus one grid image), per checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from disviz.catalogue import checkpoint_roots, dataset_for_card, display_path
+from disviz.checkpoints import list_checkpoints, load_checkpoint
+from disviz.errors import CheckpointError
+from disviz.latents import decode, encode, latent_stats, sort_latents
+from disviz.traversal import traversal_tiles, traversal_values
+
+
+def _bench_checkpoints(given: str | None) -> list[Path]:
+    if given:
+        return [Path(given)]
+    return [p for p in list_checkpoints(checkpoint_roots()) if (p / "model.safetensors").is_file()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Server time of a slider move and time to the first traversal, per checkpoint."""
+    from disviz.device import describe, pick_device
+    from disviz.figures import compose_grid
+
+    paths = _bench_checkpoints(getattr(args, "checkpoint", None))
+    if not paths:
+        raise CheckpointError(
+            "no checkpoints found in ./checkpoints, ./runs or $DISVIZ_CHECKPOINTS; "
+            "pass --checkpoint PATH or train one with `python -m disviz train`"
+        )
+    device = pick_device("auto")
+    print(f"device: {describe(device)}; steps per row: 9; slider move = one batched decode + one grid image")
+    print(f"{'checkpoint':<40} {'first traversal (s)':>20} {'slider move (ms, median of 20)':>32}")
+    for path in paths:
+        t0 = time.perf_counter()
+        model, card = load_checkpoint(path, device=device)
+        dataset = dataset_for_card(card)
+        stats = latent_stats(model, dataset, n=256)  # what the Explore page computes on opening
+        image = dataset.images(np.asarray([0]))
+        anchor = encode(model, image)[0]
+        specs = model.latent_specs()
+        order = sort_latents(stats, "kl")
+        vals = [traversal_values(specs[j], "std_gaussian", stats.codes, 9) for j in order]
+        grid = compose_grid(traversal_tiles(model, anchor, order, vals), gutter=2, scale=2)
+        first = time.perf_counter() - t0
+        times = []
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            z = anchor.copy()
+            j = int(rng.integers(len(specs)))
+            z[j] = float(rng.uniform(specs[j].low, specs[j].high))
+            t1 = time.perf_counter()
+            one = decode(model, z[None, :])
+            compose_grid(one[None], gutter=0, scale=4)
+            times.append(time.perf_counter() - t1)
+        assert grid.dtype == np.uint8
+        print(f"{display_path(path):<40} {first:>20.2f} {1000 * float(np.median(times)):>32.1f}")
+    print("targets: slider move < 100 ms on CPU; first traversal < 5 s")
+    return 0
