@@ -1,6 +1,7 @@
 """Print the results tables of checkpoints/README.md from the shipped cards (never typed by hand).
 
-    python checkpoints/results_table.py            # markdown: results, campaign targets, seeds
+    python checkpoints/results_table.py            # markdown: results, campaign targets
+    python checkpoints/results_table.py --write    # the same, into checkpoints/README.md between its markers
 
 Every number comes from a card's stored ``evaluate`` report (10,000 samples, seed 0) or its
 training record (steps, images seen, precision, wall time, segments).
@@ -55,7 +56,32 @@ def _precision(card: dict) -> str:
     return "+".join("fp32" if a == "off" else a for a in amps)
 
 
+BEGIN, END = "<!-- results_table.py:begin -->", "<!-- results_table.py:end -->"
+
+
 def main() -> int:
+    if "--write" in sys.argv[1:]:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            tables()
+        readme = ROOT / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        if BEGIN not in text or END not in text:
+            print(f"error: {readme} has no {BEGIN} … {END} block", file=sys.stderr)
+            return 2
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        readme.write_text(f"{head}{BEGIN}\n{buf.getvalue()}{END}{tail}", encoding="utf-8")
+        print(f"updated {readme}")
+        return 0
+    tables()
+    return 0
+
+
+def tables() -> None:
     all_cards = cards()
     scores = {n: (c.get("metrics") or {}).get("scores") or {} for n, c in all_cards.items()}
     print(
@@ -86,7 +112,6 @@ def main() -> int:
         except KeyError:
             met = "not measured"
         print(f"| `{name}` | {text} | {shown or '—'} | {met} |")
-    return 0
 
 
 if __name__ == "__main__":
