@@ -1,7 +1,9 @@
 """``python -m disviz bench app``: the server-side time of the app's two interactions.
 
-Times what the Explore page does without a browser: opening a checkpoint up to the first
-traversal grid, and one slider move (a batched decode plus one grid image), per checkpoint.
+Times what the pages do without a browser, per checkpoint: Explore opening a checkpoint up to the
+first traversal grid, one slider move (a batched decode plus one grid image), and the Latent space
+page's redraw after a latent or factor change (the two figures from the cached encodings; no
+re-encoding).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _bench_checkpoints(given: str | None) -> list[Path]:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Server time of a slider move and time to the first traversal, per checkpoint."""
     from disviz.device import describe, pick_device
-    from disviz.figures import compose_grid
+    from disviz.figures import compose_grid, latent_histograms, latent_scatter
 
     paths = _bench_checkpoints(getattr(args, "checkpoint", None))
     if not paths:
@@ -38,7 +40,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     device = pick_device("auto")
     print(f"device: {describe(device)}; steps per row: 9; slider move = one batched decode + one grid image")
-    print(f"{'checkpoint':<40} {'first traversal (s)':>20} {'slider move (ms, median of 20)':>32}")
+    print(
+        f"{'checkpoint':<40} {'first traversal (s)':>20} {'slider move (ms, median of 20)':>32} "
+        f"{'latent-view redraw (ms, median of 5)':>38}"
+    )
     for path in paths:
         t0 = time.perf_counter()
         model, card = load_checkpoint(path, device=device)
@@ -62,6 +67,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             compose_grid(one[None], gutter=0, scale=4)
             times.append(time.perf_counter() - t1)
         assert grid.dtype == np.uint8
-        print(f"{display_path(path):<40} {first:>20.2f} {1000 * float(np.median(times)):>32.1f}")
+        view = latent_stats(model, dataset, n=2000)  # the Latent space page's cached encodings
+        redraws = []
+        for k in range(5):
+            t1 = time.perf_counter()
+            factor = k % view.factors.shape[1]
+            latent_scatter(view.codes, view.factors, k % len(specs), (k + 1) % len(specs), factor, "f")
+            latent_histograms(view.codes, view.factors, factor, "f")
+            redraws.append(time.perf_counter() - t1)
+        print(
+            f"{display_path(path):<40} {first:>20.2f} {1000 * float(np.median(times)):>32.1f} "
+            f"{1000 * float(np.median(redraws)):>38.1f}"
+        )
     print("targets: slider move < 100 ms on CPU; first traversal < 5 s")
     return 0
