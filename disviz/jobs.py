@@ -140,6 +140,7 @@ class JobSnapshot:
     error: str = ""
     checkpoint: str | None = None
     evals: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     created: float = 0.0
     started: float | None = None
     finished: float | None = None
@@ -407,6 +408,8 @@ class TrainingManager:
         elif ev.kind == "error":
             snap.status = "error"
             snap.error = ev.message
+        elif ev.kind == "warning":  # the model's collapse guard: shown on the Train page
+            snap.warnings.append(f"step {ev.step}: {ev.message}")
 
     # --- control and inspection -----------------------------------------------------------
     def stop(self, job_id: str) -> None:

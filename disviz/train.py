@@ -129,7 +129,7 @@ class TrainConfig:
 class TrainEvent:
     """One message of the event stream consumed by the CLI progress bar and the app."""
 
-    kind: str  # start | step | eval | checkpoint | done | stopped | error
+    kind: str  # start | step | eval | warning | checkpoint | done | stopped | error
     step: int
     total: int
     losses: dict[str, float] = field(default_factory=dict)
@@ -474,6 +474,18 @@ class _Run:
         s = self.model.stage(step)
         return None if s is None else int(s)
 
+    def _check_health(self, losses: dict[str, float], step: int) -> None:
+        """The model's own collapse guard (``health``): logged once per distinct problem, recorded on the card."""
+        message = self.model.health(losses, step)
+        if not message:
+            return
+        warnings = self.card.setdefault("train", {}).setdefault("warnings", [])
+        kind = message.split(":", 1)[0]
+        if any(w.get("message", "").split(":", 1)[0] == kind for w in warnings):
+            return
+        warnings.append({"step": step, "message": message})
+        self.emit(TrainEvent("warning", step, self.total, dict(losses), 0.0, self._stage(step - 1), message))
+
     def _flush(self, step: int) -> dict[str, float]:
         """One host sync: window means of the loss terms, NaN check, history row, 'step' event."""
         if not self.window_n:
@@ -486,6 +498,7 @@ class _Run:
             raise _NonFinite(
                 f"loss term(s) {bad} became {[losses[k] for k in bad]} between steps {self.window_start + 1} and {step}"
             )
+        self._check_health(losses, step)
         now = time.perf_counter()
         seconds = max(now - self.window_t - self.excluded, 1e-9)
         ips = self.window_n * self.batch_size / seconds

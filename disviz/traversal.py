@@ -19,6 +19,7 @@ from disviz.errors import UserError
 from disviz.latents import decode, encode
 
 __all__ = [
+    "prior_sample",
     "RANGE_MODES",
     "SliderSpec",
     "codebook_grid",
@@ -112,6 +113,22 @@ def traversal_values(spec: Any, mode: str, codes: np.ndarray | None, steps: int)
         return np.asarray([dist.inv_cdf(float(q)) for q in np.linspace(_Q3, 1 - _Q3, steps)])
     lo, hi = _range(spec, mode, codes)
     return np.linspace(lo, hi, steps)
+
+
+def prior_sample(specs: Sequence[Any], seed: int) -> np.ndarray:
+    """A code drawn from the model's prior, [D]: U(low, high) for 'uniform' latents (DiD's c ~ U(−1, 1)),
+    N(0, 1) for 'gaussian' ones, a random codebook value for 'quantised' ones. The anchor of a
+    generator's own traversal G(c), as opposed to one around the encoding E(x) of a data image."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(specs))
+    for s in specs:
+        if s.kind == "uniform":
+            out[s.index] = rng.uniform(s.low, s.high)
+        elif s.kind == "quantised" and s.values:
+            out[s.index] = float(rng.choice(np.asarray(s.values)))
+        else:
+            out[s.index] = rng.standard_normal()
+    return out
 
 
 def nearest_value(values: Sequence[float], x: float) -> float:

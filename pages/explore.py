@@ -220,6 +220,24 @@ st.download_button(
     "Download the grid (PNG)", png_bytes(grid), file_name="traversal.png", mime="image/png", key="explore_png"
 )
 
+if callable(getattr(model, "generate", None)):  # a generative model (DiD): its own samples G(c) as well
+    st.subheader("Generator traversal: G(c), one code dimension at a time")
+    st.caption(
+        "The grid above moves each latent around E(x), the encoding of the base image, and decodes through G. "
+        "Here the centre column is a code c drawn from the prior (U(−1, 1) per dimension) and each row moves one "
+        "dimension of c: what the generator itself draws. A row that changes one factor of the image means that "
+        "code dimension controls one factor; identical rows mean G ignores it (or has collapsed)."
+    )
+    g_seed = st.number_input("Prior sample seed", min_value=0, value=0, step=1, key="explore_gen_seed")
+    c0 = ex.prior_sample(specs, int(g_seed))
+    g_grid, _ = grid_image(
+        ck.key, tuple(np.round(c0, 4).tolist()), tuple(range(len(specs))), "std_gaussian", int(steps), int(scale)
+    )
+    st.image(g_grid)
+    st.download_button(
+        "Download G(c) grid (PNG)", png_bytes(g_grid), "generator_traversal.png", "image/png", key="explore_gen_png"
+    )
+
 with st.expander("GIF export"):
     fps = st.slider("Frames per second", 2, 20, 8, key="explore_fps")
     if st.button("Make GIF of this traversal", key="explore_gif"):

@@ -169,6 +169,8 @@ def show_job(snap: JobSnapshot, mgr: TrainingManager) -> None:
         )
     elif snap.status == "error":
         st.error(f"Training failed: {snap.error}", icon=":material/error:")
+    for warning in getattr(snap, "warnings", []):
+        st.warning(f"Collapse guard, {warning}", icon=":material/warning:")
     losses, kl = _loss_frames(snap)
     left, right = st.columns(2)
     with left:

@@ -275,3 +275,29 @@ def test_explore_takes_a_point_picked_in_the_latent_space(env):
     import hashlib
 
     assert at.session_state["explore_base_hash"] == hashlib.sha1(img.tobytes()).hexdigest()[:16]
+
+
+def test_explore_shows_the_generator_traversal_for_did(monkeypatch, tmp_path):
+    from disviz.train import TrainConfig, train
+
+    root = tmp_path / "ck"
+    train(
+        TrainConfig(
+            model="did",
+            dataset="dsprites",
+            out=root / "tiny-did",
+            steps=2,
+            batch_size=10,
+            device="cpu",
+            overrides={"arch": "conv", **TINY},
+            num_threads=1,
+        )  # fmt: skip
+    )
+    monkeypatch.setenv("DISVIZ_CHECKPOINTS", str(root))
+    monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    at = _app().run()
+    _ok(at)
+    assert any("Generator traversal" in h.value for h in at.subheader)
+    at.number_input(key="explore_gen_seed").set_value(3).run()
+    _ok(at)

@@ -132,7 +132,7 @@ def test_train_step_updates_every_network_with_finite_terms(diff_loss, critic_da
     x = real_batch()
     for step in range(2):
         terms = model.train_step(x, step, opts)
-    assert set(terms) == {"loss", "critic", "gp", "gen", "enc", "diff"}
+    assert set(terms) == {"loss", "critic", "gp", "gen", "enc", "diff", "g_std", "enc_rel"}
     assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in terms.values())
     assert terms["gp"].item() >= 0 and terms["enc"].item() >= 0
     if diff_loss == "literal":
@@ -283,3 +283,24 @@ def test_difference_encoder_learns_to_separate_dimensions(diff_loss):
     with torch.no_grad():
         end = diff_at(123).item()
     assert end < start - 0.2  # literal: in [−4, 0]; infonce: from ln(64) ≈ 4.16 (uniform)
+
+
+def test_collapse_guard_speaks_once_per_problem_and_is_on_the_card(tmp_path):
+    """A DiD whose generator draws one image for every code is reported, in the event stream and
+    on the card, instead of training on silently (issue 13's collapse guard)."""
+    from disviz.checkpoints import read_card
+    from disviz.train import TrainConfig, train
+
+    events = []
+    overrides = {"arch": "conv", "base_channels": 4, "hidden": 16, "collapse_warmup": 2, "collapse_std": 10.0}
+    out = train(
+        TrainConfig(
+            "did", "dsprites", tmp_path / "d", steps=6, batch_size=10, device="cpu", log_every=1, overrides=overrides
+        ),  # fmt: skip
+        callback=events.append,
+    )
+    warnings = [e for e in events if e.kind == "warning"]
+    assert len(warnings) == 1 and "generator collapse" in warnings[0].message and warnings[0].step >= 2
+    card = read_card(out)
+    assert [w["message"].split(":")[0] for w in card["train"]["warnings"]] == ["generator collapse"]
+    assert {"g_std", "enc_rel"} <= set(card["history"])

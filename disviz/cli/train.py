@@ -67,7 +67,7 @@ class ProgressBar:
             else:
                 self.stream.write(line + "\n")
             self.stream.flush()
-        elif ev.kind in ("start", "checkpoint", "eval", "done", "stopped", "error"):
+        elif ev.kind in ("start", "checkpoint", "eval", "done", "stopped", "error", "warning"):
             if self.tty and ev.kind != "start":
                 self.stream.write("\n")
             text = {
@@ -78,6 +78,7 @@ class ProgressBar:
                 "done": ev.message,
                 "stopped": ev.message,
                 "error": f"error: {ev.message}",
+                "warning": f"warning at step {ev.step}: {ev.message}",
             }[ev.kind]
             if ev.kind != "error":  # the CLI prints user errors itself
                 self.stream.write(text + "\n")

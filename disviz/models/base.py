@@ -227,6 +227,12 @@ class DisentangledModel(nn.Module):
         """Training stage at ``step`` for multi-stage methods, else None."""
         return None
 
+    def health(self, losses: dict[str, float], step: int) -> str | None:
+        """A warning when the logged window means show the run has stopped learning (e.g. a GAN's
+        generator collapsed), else None. The engine logs it and records it on the card, once per
+        kind of problem, instead of training on silently. Default: no check."""
+        return None
+
     def clip_gradients(self) -> None:
         """Hook between backward and optimizer step (QLAE clips element-wise)."""
 

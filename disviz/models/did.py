@@ -71,6 +71,8 @@ from disviz.data.base import DatasetInfo
 from disviz.models.backbone import ConvDecoder, ConvEncoder
 from disviz.models.base import ConfigError, DisentangledModel, LatentSpec, ModelConfig
 
+PRIOR_VARIANCE = 1.0 / 3.0  # of c ~ U(−1, 1)
+
 __all__ = ["DiD", "DiDConfig", "DifferenceEncoder", "gradient_penalty", "info_nce", "perturb", "sample_pairs"]
 
 
@@ -95,6 +97,8 @@ class DiDConfig(ModelConfig):
     delta_min: float = 0.5
     delta_max: float = 1.0
     boundary: str = "flip"
+    collapse_warmup: int = 200  # generator iterations before the collapse guard speaks
+    collapse_std: float = 0.01  # mean per-pixel std of G(c) across codes below which G has collapsed
 
     def validate(self) -> None:
         super().validate()
@@ -350,7 +354,27 @@ class DiD(DisentangledModel):
             + (cfg.info_weight if cfg.info_weight > 0 else 1.0) * enc
             + (cfg.diff_weight if cfg.diff_weight > 0 else 1.0) * diff
         )
-        return {"loss": loss, "gen": gen, "enc": enc, "diff": diff}
+        # collapse diagnostics (detached, no sync): per-pixel std of G(c) across the codes, and E's
+        # error relative to the prior variance of c ~ U(−1, 1) (1/3): ≈ 1 means E(G(c)) says nothing
+        g_std = parts[0].detach().float().std(0).mean()
+        enc_rel = enc.detach() / PRIOR_VARIANCE
+        return {"loss": loss, "gen": gen, "enc": enc, "diff": diff, "g_std": g_std, "enc_rel": enc_rel}
+
+    def health(self, losses: dict[str, float], step: int) -> str | None:
+        """Collapse guard, after ``collapse_warmup`` generator iterations: G's samples no longer vary
+        (mean per-pixel std < ``collapse_std``), or E recovers nothing of c (MSE ≥ 0.95 × prior variance)."""
+        cfg = self.config
+        if step < cfg.collapse_warmup:
+            return None
+        g_std, enc_rel = losses.get("g_std"), losses.get("enc_rel")
+        if g_std is not None and g_std < cfg.collapse_std:
+            return (
+                f"generator collapse: G(c) no longer varies across codes (mean per-pixel std {g_std:.4f} < "
+                f"{cfg.collapse_std}); the samples are one image, so the representation E cannot learn"
+            )
+        if enc_rel is not None and enc_rel >= 0.95:
+            return f"E(G(c)) recovers nothing of c: its MSE is {enc_rel:.2f} × the prior variance 1/3 of c ~ U(−1, 1)"
+        return None
 
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Generator-side objective as 'loss' (trains G, E, H; the critic is frozen in it), with
