@@ -69,6 +69,14 @@ if report is None:
         st.toast("Metrics stored in the checkpoint card")
         st.rerun()
 
+
+def matrix_download(title: str, matrix, name: str) -> None:
+    """A CSV download of a factors × latents matrix (rows: factors, columns: z0 … in latent order)."""
+    cols = [f"z{j}" for j in range(matrix.shape[1])]
+    data = matrix_csv(matrix, factors, cols, "factor")
+    st.download_button(f"Download {title} (CSV)", data, f"{name}.csv", "text/csv", key=f"metrics_{name}_csv")
+
+
 if report is not None:
     nmi = ex.find_matrix(report, ("nmi", "mutual_info", "mi_matrix"), len(factors))
     imp = ex.find_matrix(report, ("importance",), len(factors))
@@ -80,13 +88,7 @@ if report is not None:
             st.session_state["metrics_latent_order"] = order
             fig = heatmap(nmi[:, order], factors, [f"z{j}" for j in order], zmin=0, zmax=1)
             event = st.plotly_chart(fig, key="metrics_nmi", on_select="rerun", selection_mode="points")
-            st.download_button(
-                "Download NMI (CSV)",
-                matrix_csv(nmi, factors, [f"z{j}" for j in range(nmi.shape[1])], "factor"),
-                "nmi.csv",
-                "text/csv",
-                key="metrics_nmi_csv",
-            )
+            matrix_download("NMI", nmi, "nmi")
             points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
             if not points and event is not None and hasattr(event, "selection"):
                 points = event.selection.get("points", [])
@@ -106,13 +108,7 @@ if report is not None:
             st.plotly_chart(
                 heatmap(m[:, order], factors, [f"z{j}" for j in order], colorscale="Oranges"), key="metrics_dci"
             )
-            st.download_button(
-                "Download DCI importance (CSV)",
-                matrix_csv(imp, factors, [f"z{j}" for j in range(imp.shape[1])], "factor"),
-                "dci_importance.csv",
-                "text/csv",
-                key="metrics_dci_csv",
-            )
+            matrix_download("DCI importance", imp, "dci_importance")
         else:
             st.info("The report has no DCI importance matrix.")
     st.subheader("Scores")
