@@ -323,6 +323,10 @@ def test_deft_stage_comparison_says_where_the_ifps_fall():
     assert "do NOT separate" in bad["text"] and "stage 1 (70 ≥ β > 30): no factor" in bad["text"]
     split = deft_stage_comparison(_result({"posX": 80.0, "posY": 60.0}, [["posX", "posY"]]), th)
     assert split["agree"] is False  # one tie group across two stages
+    one_group = deft_stage_comparison(
+        _result({"posX": 505.0, "shape": 518.0}, [["shape", "posX"]]), th
+    )  # e.g. a recipe that measures the start-up transient: every factor tied near β(0)
+    assert one_group["agree"] is None and "does not separate the factors at all" in one_group["text"]
     pooled = deft_stage_comparison(_result({"posX": 40.0}, [["posX"]], pool=2), th)
     assert pooled["comparable"] is False and pooled["agree"] is None and "not comparable" in pooled["text"]
 

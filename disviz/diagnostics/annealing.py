@@ -841,6 +841,12 @@ def deft_stage_comparison(result: dict[str, Any], thresholds: Sequence[float]) -
         text = f"not comparable: these IFPs are {pool}×{pool}-pooled, ≈ {pool * pool}× below DEFT's 64×64 βs"
     elif not rows:
         text = "no factor froze; nothing to compare"
+    elif len(groups) < 2 and agree:  # one family in one stage: nothing to separate
+        agree = None
+        text = (
+            f"this result does not separate the factors at all (one tie group), so it can neither support nor "
+            f"contradict DEFT's thresholds — {bands}"
+        )
     elif agree:
         text = f"DEFT's thresholds separate the factor families of this test, one per stage — {bands}"
     else:
@@ -851,7 +857,7 @@ def deft_stage_comparison(result: dict[str, Any], thresholds: Sequence[float]) -
     return {
         "scale": settings.get("scale") or f"{64 // pool}×{64 // pool} (older result without a recorded scale)",
         "comparable": pool == 1,
-        "agree": bool(agree) if pool == 1 and rows else None,
+        "agree": bool(agree) if pool == 1 and rows and agree is not None else None,
         "rows": rows,
         "stages": stages,
         "text": text,
