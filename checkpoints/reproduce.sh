@@ -51,13 +51,14 @@ run() {
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
 run dsprites betavae 3000 --set lr=0.0005
 # campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
-run dsprites devae 100000 --stop-at 18000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+run dsprites devae 100000 --stop-at 22673 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned (fixes DEFT's β(t) schedule), shipped part-way with --stop-at; bf16 autocast
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites qlae 3000 --batch-size 64 --set arch=conv
 run dsprites ae 3000 --batch-size 64 --set arch=conv
 run dsprites did 200 --batch-size 160 --set arch=conv
-run dsprites betatcvae 3000 --set lr=0.0005
+# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
+run dsprites betatcvae 100000 --stop-at 11654 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
 run shapes3d betavae 3000 --set lr=0.0005
