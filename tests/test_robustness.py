@@ -34,7 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "dsprites" / "betavae"
 ANNEAL = ROOT / "checkpoints" / "annealing"
 PEAK_RSS_LIMIT_MB = 1500  # a refused request must not grow the process
-HYPO = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: the same generated cases on every run, so CI cannot flake; new cases are added by
+# changing the strategies (a random search found the empty-tie-group case below once; it is now fixed)
+HYPO = settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def folder_digest(path: Path) -> dict[str, str]:
@@ -203,6 +207,7 @@ def _shipped_annealing() -> dict:
         lambda d: d.__setitem__("threshold", float("nan")),
         lambda d: d.__setitem__("threshold", -1),
         lambda d: d.__setitem__("ordering_groups", "posX"),
+        lambda d: d.__setitem__("ordering_groups", [[]]),  # found by Hypothesis: an empty tie group
     ],
 )
 def test_7_annealing_json_with_wrong_element_types(tmp_path, corrupt):

@@ -326,6 +326,7 @@ def ordering_groups(per_factor: dict[str, Sequence[float | None]], alpha: float 
 def ordering_text(result: dict[str, Any]) -> str:
     """'{posX, posY} > scale > ...' from a result's tie groups (its median ordering for older files)."""
     groups = result.get("ordering_groups") or [[n] for n in result.get("ordering", [])]
+    groups = [g for g in groups if g]
     return " > ".join("{" + ", ".join(g) + "}" if len(g) > 1 else g[0] for g in groups)
 
 
@@ -921,7 +922,8 @@ def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
                 raise AnnealingResultError(f"{p}: factor {name!r}: {key!r} must be a number or null; {fix}")
     groups = data.get("ordering_groups")
     if groups is not None and not (
-        isinstance(groups, list) and all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in groups)
+        isinstance(groups, list)
+        and all(isinstance(g, list) and g and all(isinstance(n, str) for n in g) for g in groups)
     ):
         raise AnnealingResultError(f"{p}: 'ordering_groups' must be a list of lists of factor names; {fix}")
     return data
