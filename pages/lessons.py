@@ -14,13 +14,14 @@ from disviz import explore as ex
 from disviz import lessons
 from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds, ordering_text
 from disviz.figures import argmax_order, compose_grid, heatmap, ifp_distribution, label_rows, png_bytes
-from pages._shared import get_model, get_stats
+from pages._shared import _version, entries, get_model, get_stats
 
 st.title("Lessons")
 st.caption("Five short lessons on the shipped dSprites models. Every number below is read or computed now.")
 
-entries = [e for e in ex.list_entries(["checkpoints"]) if e.card and not e.error]
-dsprites = {Path(e.path).name: e for e in entries if (e.card.get("dataset") or {}).get("name") == "dsprites"}
+# the sidebar's cached catalogue (cards read once, not on every rerun), shipped folder only
+shipped = [e for e in entries(("checkpoints",), _version()) if e.card and not e.error]
+dsprites = {Path(e.path).name: e for e in shipped if (e.card.get("dataset") or {}).get("name") == "dsprites"}
 cards = {name: e.card for name, e in dsprites.items()}
 if not dsprites:
     st.info("The lessons use the shipped checkpoints in `./checkpoints/dsprites/`; none were found here.")
