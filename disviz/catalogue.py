@@ -74,24 +74,45 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def list_entries(roots: Sequence[str | os.PathLike[str]]) -> list[CheckpointEntry]:
-    """Every checkpoint under ``roots`` with its card summary (cheap: reads card.json only)."""
+def list_entries(
+    roots: Sequence[str | os.PathLike[str]], include: Sequence[str | os.PathLike[str]] = ()
+) -> list[CheckpointEntry]:
+    """Every checkpoint under ``roots`` with its card summary (cheap: reads card.json only).
+
+    Sweep trials (folders next to a sweep's results table) are left out: a sweep holds dozens of
+    near-identical runs that would bury the picker; the Sweeps page opens them by putting their
+    path in ``include``, which lists it whatever its folder.
+    """
+    from disviz.sweeps import is_sweep_trial
+
     out = []
+    extra = [Path(p).resolve() for p in include if str(p).strip()]
     for path in list_checkpoints(roots):
-        name = display_path(path)
-        try:
-            mtime = max((path / f).stat().st_mtime for f in ("card.json", "model.safetensors") if (path / f).exists())
-        except (OSError, ValueError):
-            mtime = 0.0
-        try:
-            card = read_card(path)
-        except CheckpointError as exc:
-            out.append(CheckpointEntry(path, f"{name} — broken", None, str(exc), mtime))
+        if is_sweep_trial(path) and path.resolve() not in extra:
             continue
-        if "annealing" in path.parts and "model" not in card:
-            continue
-        out.append(CheckpointEntry(path, f"{name} — {checkpoint_summary(card)}", card, None, mtime))
-    return out
+        out.append(_entry(path))
+    listed = {e.path.resolve() for e in out}
+    for path in extra:
+        if path not in listed and (path / "card.json").is_file():
+            out.append(_entry(path))
+    return [e for e in out if e is not None]
+
+
+def _entry(path: Path) -> CheckpointEntry | None:
+    name = display_path(path)
+    try:
+        mtime = max((path / f).stat().st_mtime for f in ("card.json", "model.safetensors") if (path / f).exists())
+    except (OSError, ValueError):
+        mtime = 0.0
+    try:
+        card = read_card(path)
+    except CheckpointError as exc:
+        return CheckpointEntry(path, f"{name} — broken", None, str(exc), mtime)
+    if "annealing" in path.parts and "model" not in card:
+        return None
+    sweep = card.get("sweep")
+    prefix = f"[sweep {sweep.get('sweep')}] " if isinstance(sweep, dict) and sweep.get("sweep") else ""
+    return CheckpointEntry(path, f"{prefix}{name} — {checkpoint_summary(card)}", card, None, mtime)
 
 
 SCAN_LIMITS = f"{SCAN_MAX_FOLDERS:,} folders or {SCAN_TIME_LIMIT_S:g} s"

@@ -7,13 +7,15 @@ known extension otherwise), and its nearest existing folder must be writable.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from disviz.errors import UserError
 
-__all__ = ["OutputPathError", "check_output"]
+__all__ = ["OutputPathError", "atomic_write", "check_output"]
 
 
 class OutputPathError(UserError):
@@ -50,3 +52,23 @@ def check_output(
             f"{option} {p}: {probe} is not writable (read-only or no permission); choose another place"
         )
     return p
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp sibling + ``os.replace``: a reader (the app polling a table
+    another process is filling) or a crash never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path

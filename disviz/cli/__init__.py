@@ -1,7 +1,7 @@
 """Command line: ``python -m disviz <command>``.
 
 This module only parses arguments. Each command's handler lives in this package, one module per
-command group (``data``, ``train``, ``evaluate``, ``anneal``, ``app_bench``), and calls the
+command group (``data``, ``train``, ``evaluate``, ``anneal``, ``sweep``, ``app_bench``), and calls the
 library, which knows nothing of argparse or terminals. Handlers are named by ``module:function``
 strings and imported lazily, so ``--help`` stays fast and torch is only imported by the commands
 that need it. Handlers take the argparse namespace and return an exit code. User errors are
@@ -166,6 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_option(p)
     p.set_defaults(handler="disviz.cli.anneal:cmd_anneal")
 
+    # --- sweep (disviz/cli/sweep.py; Ray is imported only when trials run) --------------------
+    p = sub.add_parser(
+        "sweep",
+        help="train and evaluate models x datasets x hyper-parameters x seeds on Ray (see README: Sweeps)",
+    )
+    p.add_argument("spec", help="sweep spec (TOML), e.g. checkpoints/sweeps/vae_seeds/spec.toml")
+    p.add_argument("--dry-run", action="store_true", help="validate the spec and print its trials; run nothing")
+    p.add_argument("--report", action="store_true", help="print the sweep's results table")
+    p.add_argument("--resume", action="store_true", help="continue the sweep: skip finished trials, resume the rest")
+    p.add_argument("--out", default=None, help="sweep folder (default: the spec's 'out', else runs/sweeps/<name>)")
+    p.add_argument(
+        "--address", default=None, help="join an existing Ray cluster (e.g. auto or HOST:6379) instead of a local one"
+    )
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: this machine's)")
+    p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the local Ray (default: detected)")
+    p.set_defaults(handler="disviz.cli.sweep:cmd_sweep")
+
     # --- bench (next to each command group's handlers) ----------------------------------------
     bench = sub.add_parser("bench", help="print speed figures")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -188,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
     p.add_argument("--device", default="auto")
     p.set_defaults(handler="disviz.cli.anneal:cmd_bench")
+    p = bench_sub.add_parser("sweep", help="Ray overhead per trial; N parallel trials vs N sequential")
+    p.add_argument("--trials", type=int, default=None, help="N (default: this machine's CPUs)")
+    p.add_argument("--steps", type=int, default=30, help="training steps per throughput trial")
+    p.add_argument("--rounds", type=int, default=50, help="trivial tasks timed for the overhead")
+    p.set_defaults(handler="disviz.cli.sweep:cmd_bench")
     p = bench_sub.add_parser("app", help="server time of a slider move and of the first traversal")
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(handler="disviz.cli.app_bench:cmd_bench")

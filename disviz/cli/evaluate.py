@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import MetricError
 from disviz.metrics.betavae_score import betavae_score
 from disviz.metrics.dci import dci
-from disviz.metrics.evaluate import OracleSource, evaluate, format_report, weights_digest
+from disviz.metrics.evaluate import OracleSource, evaluate_checkpoint, format_report
 from disviz.metrics.factorvae import factorvae_score
 from disviz.metrics.infomec import infomec
 from disviz.metrics.mig import mig
@@ -32,49 +31,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """python -m disviz evaluate CHECKPOINT: compute the report, print it, store it in card.json."""
     import sys
 
-    from disviz.checkpoints import checkpoint_lock, load_checkpoint, update_card
-    from disviz.data import load_dataset, parse_options
-    from disviz.device import pick_device
+    from disviz.data import parse_options
 
-    device = pick_device(args.device)
-    # the folder's writer lock for the whole evaluation: a training run on it (which holds the lock)
-    # makes this a clear error instead of a report of old weights stored into a newer card
-    with checkpoint_lock(args.checkpoint, purpose="evaluate"):
-        weights_hash = weights_digest(args.checkpoint)
-        model, card = load_checkpoint(args.checkpoint, device=device)
-        ds_card = card.get("dataset") or {}
-        if "name" not in ds_card:
-            raise MetricError(f"{args.checkpoint}: card.json has no dataset name; cannot rebuild the evaluation data")
-        options = dict(ds_card.get("options") or {})
-        options.update(parse_options(getattr(args, "data_option", None)))
-        dataset = load_dataset(ds_card["name"], getattr(args, "data_path", None), **options)
-
-        def progress(fraction: float, message: str) -> None:
-            if not args.json:
-                print(f"\r[{fraction * 100:5.1f}%] {message:<40}", end="", file=sys.stderr, flush=True)
-
-        report = evaluate(
-            model,
-            dataset,
-            n=args.n,
-            seed=args.seed,
-            preset=args.preset,
-            progress=progress,
-            device=device,
-            sampling=getattr(args, "sampling", "pool"),
-        )
-        report["checkpoint"] = {"step": int(card.get("steps", 0)), "weights_sha256": weights_hash}
+    def progress(fraction: float, message: str) -> None:
         if not args.json:
-            print(file=sys.stderr)
-        print(json.dumps(report) if args.json else format_report(report))
-        if not args.no_store:
-            if weights_digest(args.checkpoint) != weights_hash:
-                raise MetricError(
-                    f"{args.checkpoint}: the weights changed during the evaluation; not stored, run it again"
-                )
-            update_card(args.checkpoint, metrics=report)
-            if not args.json:
-                print(f"stored in {args.checkpoint}/card.json (step {report['checkpoint']['step']})")
+            print(f"\r[{fraction * 100:5.1f}%] {message:<40}", end="", file=sys.stderr, flush=True)
+
+    report = evaluate_checkpoint(
+        args.checkpoint,
+        n=args.n,
+        seed=args.seed,
+        preset=args.preset,
+        device=args.device,
+        sampling=getattr(args, "sampling", "pool"),
+        data_path=getattr(args, "data_path", None),
+        data_options=parse_options(getattr(args, "data_option", None)),
+        progress=progress,
+        store=not args.no_store,
+    )
+    if not args.json:
+        print(file=sys.stderr)
+    print(json.dumps(report) if args.json else format_report(report))
+    if not args.no_store and not args.json:
+        print(f"stored in {args.checkpoint}/card.json (step {report['checkpoint']['step']})")
     return 0
 
 

@@ -283,6 +283,50 @@ def evaluate(
     )
 
 
+def evaluate_checkpoint(
+    path: str | os.PathLike[str],
+    n: int = 10_000,
+    seed: int = 0,
+    preset: str = "paper",
+    device: Any = "auto",
+    sampling: str = "pool",
+    data_path: str | None = None,
+    data_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    store: bool = True,
+) -> dict[str, Any]:
+    """``evaluate`` a checkpoint folder and (``store``) write the report into its card.
+
+    What ``python -m disviz evaluate`` and each sweep trial run. The folder's writer lock is held
+    for the whole evaluation: a training run on it (which holds the lock) makes this a clear error
+    instead of a report of old weights stored into a newer card; the weights' digest is checked
+    again before storing for the same reason.
+    """
+    from disviz.checkpoints import checkpoint_lock, load_checkpoint, update_card
+    from disviz.data import load_dataset
+    from disviz.device import pick_device
+
+    device = pick_device(device) if isinstance(device, str) else device
+    with checkpoint_lock(path, purpose="evaluate"):
+        weights_hash = weights_digest(path)
+        model, card = load_checkpoint(path, device=device)
+        ds_card = card.get("dataset") or {}
+        if "name" not in ds_card:
+            raise MetricError(f"{path}: card.json has no dataset name; cannot rebuild the evaluation data")
+        options = dict(ds_card.get("options") or {})
+        options.update(data_options or {})
+        dataset = load_dataset(ds_card["name"], data_path, **options)
+        report = evaluate(
+            model, dataset, n=n, seed=seed, preset=preset, progress=progress, device=device, sampling=sampling
+        )
+        report["checkpoint"] = {"step": int(card.get("steps", 0)), "weights_sha256": weights_hash}
+        if store:
+            if weights_digest(path) != weights_hash:
+                raise MetricError(f"{path}: the weights changed during the evaluation; not stored, run it again")
+            update_card(path, metrics=report)
+    return report
+
+
 def to_tensor(images: np.ndarray, device: Any) -> Any:
     """uint8 [N, 64, 64, C] -> float [N, C, 64, 64] in [0, 1] (the data package's converter)."""
     from disviz.data.base import to_tensor_batch

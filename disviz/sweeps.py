@@ -1,0 +1,840 @@
+"""Sweeps: a small TOML spec -> validated trials -> one results table per sweep.
+
+A sweep trains every combination of models x datasets x hyper-parameters x seeds with the
+project's own engine (``disviz.train``) and scores each checkpoint with the ``evaluate`` path, so a
+trial folder is an ordinary checkpoint the app can open. This module is the UI- and Ray-free part:
+parsing and validating the spec (every mistake is a ``SweepError`` before anything starts),
+expanding it into trials with stable ids (a resumed or extended sweep recognises its finished
+trials by id), and the results table (``results.json`` + ``results.csv``, rewritten atomically after
+every change so a killed driver never loses a finished result and the app can poll it).
+Execution on Ray lives in ``disviz.sweep_runner``.
+
+Spec (all keys but ``name`` and ``models`` optional)::
+
+    name = "vae_seeds"                      # folder: <runs root>/sweeps/<name>/ unless out = "..."
+                                            # (a relative out is relative to the spec file)
+    models = ["betavae", "betatcvae"]
+    datasets = ["dsprites"]
+    seeds = [0, 1, 2]
+    steps = 2000
+    batch_size = 64
+    metrics = ["mig", "dci_disentanglement", "infom"]   # columns of the table (default: all scores)
+
+    [set]                                   # fixed config fields (any --set key) for every trial
+    lr = 0.0005
+    [grid]                                  # every combination of these values
+    latent_dim = [6, 10]
+    [grid.betavae]                          # a model's own grid (its trials only)
+    beta = [1.0, 4.0]
+    [random]                                # `samples` draws per model from distributions
+    samples = 4
+    seed = 0
+    lr = { dist = "loguniform", low = 1e-4, high = 1e-3 }
+    [eval]                                  # the evaluate settings (python -m disviz evaluate)
+    n = 2000
+    preset = "fast"
+    [resources]                             # per trial
+    num_cpus = 1
+    num_gpus = 0                            # or a fraction (0.25: four trials share a GPU)
+    max_retries = 2
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from disviz.errors import UserError
+from disviz.outputs import atomic_write, check_output
+
+__all__ = [
+    "FINISHED",
+    "STATUSES",
+    "EvalSettings",
+    "Resources",
+    "SweepError",
+    "SweepResults",
+    "SweepSpec",
+    "Trial",
+    "expand_trials",
+    "find_sweeps",
+    "load_results",
+    "load_spec",
+    "parse_spec",
+    "results_csv",
+    "spearman_matrix",
+    "sweep_dir_for",
+]
+
+SPEC_FILE = "sweep.json"  # the resolved spec + how it was run, written when a sweep starts
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+#: pending: not submitted; queued: submitted to Ray (shown as running while its checkpoint folder
+#: is locked by the training / evaluation); done: trained and scored; nan: the engine's
+#: non-finite-loss stop (not retried: the same config diverges again); failed: crashed more often
+#: than max_retries allows (a --resume tries it again)
+STATUSES = ("pending", "queued", "running", "done", "nan", "failed")
+FINISHED = ("done", "nan")
+
+TOP_KEYS = {
+    "name": "sweep name (folder name)",
+    "description": "free text",
+    "out": "sweep folder (default <runs root>/sweeps/<name>)",
+    "models": "list of model names",
+    "datasets": "list of dataset names",
+    "seeds": "list of integer seeds",
+    "steps": "training steps per trial",
+    "batch_size": "batch size",
+    "metrics": "score names for the table",
+    "set": "fixed config fields",
+    "grid": "config fields -> lists of values",
+    "random": "config fields -> distributions",
+    "eval": "evaluate settings",
+    "resources": "per-trial resources",
+}
+DISTRIBUTIONS = {
+    "uniform": ("low", "high"),
+    "loguniform": ("low", "high"),
+    "int": ("low", "high"),
+    "choice": ("values",),
+}
+
+
+class SweepError(UserError):
+    """A sweep spec or sweep folder that cannot be used (printed as one line by the CLI)."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The ``evaluate`` options for every trial (``python -m disviz evaluate --n --preset --seed --sampling``)."""
+
+    n: int = 2000
+    preset: str = "fast"
+    seed: int = 0
+    sampling: str = "pool"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks of Ray, and how faults are handled."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    threads: int = 0  # torch threads; 0 = max(1, int(num_cpus))
+    max_retries: int = 2  # re-runs (from the last checkpoint) after a crash
+    device: str = "auto"
+    amp: str = "auto"
+    save_every: int = 500  # checkpoint interval: what a crashed trial resumes from
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads or max(1, int(self.num_cpus))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training + evaluation run of the sweep; ``id`` names its checkpoint folder."""
+
+    id: str
+    model: str
+    dataset: str
+    seed: int
+    steps: int | None
+    batch_size: int | None
+    hparams: dict[str, Any]  # the swept values (grid + random draws)
+    overrides: dict[str, Any]  # hparams + the fixed [set] fields: TrainConfig.overrides
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SweepSpec:
+    """A validated spec; ``raw`` is the parsed TOML (recorded with the results)."""
+
+    name: str
+    out: Path
+    models: list[str]
+    datasets: list[str]
+    seeds: list[int]
+    steps: int | None
+    batch_size: int | None
+    metrics: list[str]
+    fixed: dict[str, dict[str, Any]]  # model -> fixed fields
+    grid: dict[str, dict[str, list[Any]]]  # model -> field -> values
+    random: dict[str, dict[str, dict[str, Any]]]  # model -> field -> distribution
+    samples: int
+    random_seed: int
+    eval: EvalSettings
+    resources: Resources
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def trials(self) -> list[Trial]:
+        return expand_trials(self)
+
+
+# --- spec ---------------------------------------------------------------------------------------
+def score_names() -> list[str]:
+    """Score keys an evaluate report holds (the table's metric columns)."""
+    from disviz.metrics.evaluate import SCORE_LABELS
+
+    return [k for k, _ in SCORE_LABELS]
+
+
+def sweep_dir_for(name: str) -> Path:
+    """Default folder of sweep ``name``: under the Train page's runs root, so the app finds it."""
+    from disviz.jobs import runs_root
+
+    return runs_root() / "sweeps" / name
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    """TOML text -> dict with the standard library's tomllib (Python 3.11+; ``tomli`` on 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise SweepError("sweep specs need Python 3.11+ (tomllib) or `pip install tomli`") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepError(f"{where}: not valid TOML ({exc})") from None
+
+
+def load_spec(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> SweepSpec:
+    """Read and validate a TOML spec file; ``out`` overrides the spec's folder."""
+    p = Path(path)
+    if not p.is_file():
+        raise SweepError(f"sweep spec {p} does not exist (or is not a file); give the path of a .toml file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepError(f"{p} cannot be read ({exc})") from None
+    raw = parse_toml(text, str(p))
+    if out is None and isinstance(raw.get("out"), str) and not Path(raw["out"]).expanduser().is_absolute():
+        out = p.parent / raw["out"]  # a relative 'out' is relative to the spec file (a spec travels with its sweep)
+    return parse_spec(raw, where=str(p), out=out)
+
+
+def _err(where: str, msg: str) -> SweepError:
+    return SweepError(f"{where}: {msg}")
+
+
+def _str_list(raw: Mapping[str, Any], key: str, where: str, default: list[str] | None = None) -> list[str]:
+    value = raw.get(key, default)
+    if value is None:
+        raise _err(where, f"'{key}' is required ({TOP_KEYS[key]}), e.g. {key} = [\"betavae\"]")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _err(where, f"'{key}' must be a list of names, got {value!r}")
+    if not value:
+        raise _err(where, f"'{key}' is empty; list at least one")
+    if len(set(value)) != len(value):
+        raise _err(where, f"'{key}' lists a name twice: {value}")
+    return list(value)
+
+
+def _positive_int(value: Any, what: str, where: str, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise _err(where, f"'{what}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _table(raw: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise _err(where, f"'{key}' must be a table ([{key}]), got {type(value).__name__}")
+    return value
+
+
+def _split_per_model(table: dict[str, Any], section: str, models: list[str], where: str) -> dict[str, dict[str, Any]]:
+    """[grid] fields for every model plus [grid.<model>] tables -> model -> fields."""
+    from disviz.models import model_names
+
+    common = {k: v for k, v in table.items() if not (isinstance(v, dict) and k in model_names())}
+    out = {m: dict(common) for m in models}
+    for k, v in table.items():
+        if isinstance(v, dict) and k in model_names():
+            if k not in models:
+                raise _err(where, f"[{section}.{k}]: {k!r} is not in models {models}")
+            both = set(v) & set(common)
+            if both:
+                raise _err(where, f"[{section}.{k}] repeats {sorted(both)} from [{section}]; give each once")
+            out[k].update(v)
+    return out
+
+
+def parse_spec(raw: Mapping[str, Any], where: str = "spec", out: str | os.PathLike[str] | None = None) -> SweepSpec:
+    """Validate a parsed spec (model, dataset, field and metric names, value types, every trial's
+    config) and return it; a SweepError names the first problem and how to fix it."""
+    from disviz.data import dataset_names
+    from disviz.models import model_names
+
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise _err(where, f"unknown key(s) {unknown}; known keys: {', '.join(TOP_KEYS)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name or ""):
+        raise _err(where, f"'name' must be a short folder name (letters, digits, . _ -), got {name!r}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise _err(where, "'description' must be a string")
+    models = _str_list(raw, "models", where)
+    for m in models:
+        if m not in model_names():
+            raise _err(where, f"unknown model {m!r}; choose from {model_names()}")
+    datasets = _str_list(raw, "datasets", where, default=["dsprites"])
+    for d in datasets:
+        if d not in dataset_names():
+            raise _err(where, f"unknown dataset {d!r}; choose from {dataset_names()}")
+    seeds = raw.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise _err(where, f"'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise _err(where, f"'seeds' lists a seed twice: {seeds}")
+    steps = _positive_int(raw.get("steps"), "steps", where)
+    batch_size = _positive_int(raw.get("batch_size"), "batch_size", where)
+    known_scores = score_names()
+    metrics = raw.get("metrics", known_scores)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise _err(where, f"'metrics' must be a non-empty list of score names, got {metrics!r}")
+    for m in metrics:
+        if m not in known_scores:
+            raise _err(where, f"unknown metric {m!r}; choose from {known_scores}")
+
+    fixed = _split_per_model(_table(raw, "set", where), "set", models, where)
+    grid = _split_per_model(_table(raw, "grid", where), "grid", models, where)
+    rnd_table = dict(_table(raw, "random", where))
+    samples = rnd_table.pop("samples", 1)
+    random_seed = rnd_table.pop("seed", 0)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise _err(where, f"[random] samples must be a positive integer, got {samples!r}")
+    if not isinstance(random_seed, int) or isinstance(random_seed, bool):
+        raise _err(where, f"[random] seed must be an integer, got {random_seed!r}")
+    rand = _split_per_model(rnd_table, "random", models, where)
+    for m in models:
+        for k, values in grid[m].items():
+            if not isinstance(values, list):
+                raise _err(where, f"[grid] {k} must be a list of values, e.g. {k} = [{values!r}]")
+            if not values:
+                raise _err(where, f"[grid] {k} is an empty list; give at least one value (or remove the key)")
+        for k, dist in rand[m].items():
+            _check_distribution(k, dist, where)
+        for a, b, sa, sb in (
+            (fixed[m], grid[m], "set", "grid"),
+            (fixed[m], rand[m], "set", "random"),
+            (grid[m], rand[m], "grid", "random"),
+        ):
+            both = sorted(set(a) & set(b))
+            if both:
+                raise _err(where, f"{both} given in both [{sa}] and [{sb}] for {m}; give each field once")
+        for k in ("steps", "batch_size"):
+            if k in fixed[m] or k in grid[m] or k in rand[m]:
+                raise _err(where, f"{k!r} is a top-level key of the spec, not a config field to set or sweep")
+
+    ev = _table(raw, "eval", where)
+    eval_settings = _dataclass_from(EvalSettings, ev, "eval", where)
+    if eval_settings.preset not in ("paper", "fast"):
+        raise _err(where, f"[eval] preset must be 'paper' or 'fast', got {eval_settings.preset!r}")
+    if eval_settings.sampling not in ("pool", "fresh"):
+        raise _err(where, f"[eval] sampling must be 'pool' or 'fresh', got {eval_settings.sampling!r}")
+    if eval_settings.n < 20:
+        raise _err(where, f"[eval] n must be >= 20 (evaluate's minimum), got {eval_settings.n}")
+    res = _dataclass_from(Resources, _table(raw, "resources", where), "resources", where)
+    if res.num_cpus <= 0 or res.num_gpus < 0 or res.max_retries < 0 or res.threads < 0 or res.save_every <= 0:
+        raise _err(
+            where,
+            "[resources] needs num_cpus > 0, num_gpus >= 0, max_retries >= 0, threads >= 0, save_every > 0",
+        )
+    if res.num_gpus > 1 and res.num_gpus != int(res.num_gpus):
+        raise _err(where, f"[resources] num_gpus above 1 must be a whole number, got {res.num_gpus}")
+    if res.amp not in ("auto", "bf16", "off"):
+        raise _err(where, f"[resources] amp must be auto, bf16 or off, got {res.amp!r}")
+
+    if "out" in raw and not isinstance(raw["out"], str):
+        raise _err(where, "'out' must be a folder path string")
+    folder = Path(out) if out is not None else Path(raw["out"]).expanduser() if "out" in raw else sweep_dir_for(name)
+    try:
+        check_output(folder, "folder", option="sweep folder")
+    except UserError as exc:
+        raise _err(where, str(exc)) from None
+    spec = SweepSpec(
+        name=name,
+        out=folder,
+        models=models,
+        datasets=datasets,
+        seeds=list(seeds),
+        steps=steps,
+        batch_size=batch_size,
+        metrics=list(metrics),
+        fixed=fixed,
+        grid=grid,
+        random=rand,
+        samples=samples if any(rand.values()) else 1,
+        random_seed=random_seed,
+        eval=eval_settings,
+        resources=res,
+        description=description,
+        raw=json.loads(json.dumps(raw, default=str)),
+        source=where,
+    )
+    _check_trials(spec, where)
+    return spec
+
+
+def _dataclass_from(cls: type, table: dict[str, Any], section: str, where: str) -> Any:
+    """A settings dataclass from a TOML table: unknown keys and wrong types are errors."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise _err(where, f"[{section}] unknown key(s) {unknown}; known: {sorted(fields)}")
+    defaults = cls()
+    values = {}
+    for k, v in table.items():
+        want = type(getattr(defaults, k))
+        ok = isinstance(v, want) and not isinstance(v, bool) if want is not bool else isinstance(v, bool)
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            v, ok = float(v), True
+        if not ok:
+            raise _err(where, f"[{section}] {k} must be a {want.__name__}, got {v!r}")
+        values[k] = v
+    return cls(**values)
+
+
+def _check_distribution(key: str, dist: Any, where: str) -> None:
+    if not isinstance(dist, dict) or dist.get("dist") not in DISTRIBUTIONS:
+        raise _err(
+            where,
+            f'[random] {key} must be a table like {{ dist = "loguniform", low = 1e-4, high = 1e-3 }} '
+            f"with dist one of {sorted(DISTRIBUTIONS)}, got {dist!r}",
+        )
+    need = DISTRIBUTIONS[dist["dist"]]
+    extra = sorted(set(dist) - {"dist", *need})
+    if extra or any(k not in dist for k in need):
+        raise _err(where, f"[random] {key}: a {dist['dist']} distribution takes exactly {list(need)}, got {dist}")
+    if dist["dist"] == "choice":
+        if not isinstance(dist["values"], list) or not dist["values"]:
+            raise _err(where, f"[random] {key}: values must be a non-empty list")
+        return
+    low, high = dist["low"], dist["high"]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if not numbers or not low < high or (dist["dist"] == "loguniform" and low <= 0):
+        raise _err(
+            where, f"[random] {key}: need numbers low < high (and low > 0 for loguniform), got {low!r}, {high!r}"
+        )
+    if dist["dist"] == "int" and not all(isinstance(v, int) for v in (low, high)):
+        raise _err(where, f"[random] {key}: an int distribution needs integer low and high")
+
+
+def _draw(dist: dict[str, Any], rng: random.Random) -> Any:
+    kind = dist["dist"]
+    if kind == "choice":
+        return rng.choice(dist["values"])
+    if kind == "int":
+        return rng.randint(dist["low"], dist["high"])
+    if kind == "uniform":
+        value = rng.uniform(dist["low"], dist["high"])
+    else:
+        value = math.exp(rng.uniform(math.log(dist["low"]), math.log(dist["high"])))
+    return float(f"{value:.4g}")  # readable ids and table cells; 4 digits is finer than any sweep needs
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "_".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def trial_id(model: str, dataset: str, hparams: Mapping[str, Any], seed: int) -> str:
+    """Stable, readable folder name: ``betavae-dsprites-beta=4-lr=0.0005-s0`` (a hash when long)."""
+    parts = [f"{k}={_fmt(v)}" for k, v in sorted(hparams.items())]
+    slug = re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts))
+    if len(slug) > 60:
+        digest = hashlib.sha1(json.dumps(sorted(hparams.items()), default=str).encode()).hexdigest()[:10]
+        slug = f"h{digest}"
+    return "-".join(p for p in (model, dataset, slug, f"s{seed}") if p)
+
+
+def expand_trials(spec: SweepSpec) -> list[Trial]:
+    """Every (model, dataset, grid combination, random draw, seed), in a stable order."""
+    trials: list[Trial] = []
+    for model in spec.models:
+        grid = spec.grid[model]
+        keys = sorted(grid)
+        combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+        rng = random.Random(f"{spec.random_seed}:{model}")
+        n_draws = spec.samples if spec.random[model] else 1  # a model with nothing to draw runs once
+        draws = [{k: _draw(d, rng) for k, d in sorted(spec.random[model].items())} for _ in range(n_draws)]
+        for dataset in spec.datasets:
+            for combo in combos:
+                for draw in draws:
+                    hparams = {**combo, **draw}
+                    for seed in spec.seeds:
+                        trials.append(
+                            Trial(
+                                id=trial_id(model, dataset, hparams, seed),
+                                model=model,
+                                dataset=dataset,
+                                seed=seed,
+                                steps=spec.steps,
+                                batch_size=spec.batch_size,
+                                hparams=hparams,
+                                overrides={**spec.fixed[model], **hparams},
+                            )
+                        )
+    seen: set[str] = set()
+    for t in trials:
+        if t.id in seen:
+            raise SweepError(f"two trials would share the folder {t.id!r}; make the grid / random values distinct")
+        seen.add(t.id)
+    return trials
+
+
+def _same_type(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, list)
+    return isinstance(value, type(default))
+
+
+def _check_trials(spec: SweepSpec, where: str) -> None:
+    """Every field is one of the model's config fields with a value of its type, and every trial's
+    config passes the model's own checks: mistakes surface here, not in trial 17 an hour later."""
+    from disviz.data import load_dataset
+    from disviz.models import config_for
+    from disviz.models.base import ConfigError
+
+    infos = {}
+    for d in spec.datasets:
+        try:
+            infos[d] = load_dataset(d).info()
+        except UserError as exc:
+            raise _err(where, f"dataset {d!r} cannot be used: {exc}") from None
+    for m in spec.models:
+        defaults = config_for(m, infos[spec.datasets[0]]).to_dict()
+        for section, table in (("set", spec.fixed[m]), ("grid", spec.grid[m]), ("random", spec.random[m])):
+            for k, v in table.items():
+                if k not in defaults:
+                    raise _err(where, f"[{section}] {k!r} is not an option of {m}; its options: {sorted(defaults)}")
+                values = v if section == "grid" else [v] if section == "set" else []
+                if section == "random" and v["dist"] == "choice":
+                    values = v["values"]
+                for value in values:
+                    if not _same_type(defaults[k], value):
+                        raise _err(
+                            where,
+                            f"[{section}] {k} = {value!r} for {m}: expected {type(defaults[k]).__name__} "
+                            f"(default {defaults[k]!r})",
+                        )
+                if section == "random" and v["dist"] != "choice" and not _same_type(defaults[k], v["low"]):
+                    raise _err(where, f"[random] {k} for {m}: expected {type(defaults[k]).__name__} bounds")
+    for t in expand_trials(spec):
+        overrides = dict(t.overrides)
+        if t.steps:
+            overrides["steps"] = t.steps
+        if t.batch_size:
+            overrides["batch_size"] = t.batch_size
+        try:
+            config_for(t.model, infos[t.dataset], **overrides)
+        except ConfigError as exc:
+            raise _err(where, f"trial {t.id}: {exc}") from None
+
+
+# --- results ------------------------------------------------------------------------------------
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class SweepResults:
+    """The results table of one sweep folder, rewritten atomically after every change.
+
+    ``results.json`` holds the spec, how it was run and one row per trial (status, attempts,
+    times, scores, the checkpoint folder); ``results.csv`` is the same table flat, one column per
+    hyper-parameter and per score. Finished rows (done / nan) are never dropped, not even when a
+    resumed spec no longer lists their trial.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], spec: SweepSpec, run: dict[str, Any] | None = None):
+        self.folder = Path(folder)
+        self.spec = spec
+        self.run = dict(run or {})
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    # -- state ------------------------------------------------------------------------------
+    def check_start(self, resume: bool) -> dict[str, Any] | None:
+        """The existing table, if any; a SweepError when there is one and this is not a resume."""
+        existing = load_results(self.folder) if (self.folder / RESULTS_JSON).is_file() else None
+        if existing is not None and not resume:
+            done = sum(1 for r in existing["trials"] if r.get("status") in FINISHED)
+            raise SweepError(
+                f"{self.folder} already holds sweep results ({done} finished trial(s)); pass --resume to "
+                "continue it, or change 'name' / 'out' in the spec"
+            )
+        return existing
+
+    def start(self, trials: Sequence[Trial], resume: bool) -> list[Trial]:
+        """Open the table for a (resumed) run; returns the trials still to run."""
+        existing = self.check_start(resume)
+        if existing is not None:
+            self.run = {
+                **existing.get("run", {}),
+                **self.run,
+                "resumes": int(existing.get("run", {}).get("resumes", 0)) + 1,
+            }
+            for row in existing["trials"]:
+                if isinstance(row, dict) and isinstance(row.get("trial"), str):
+                    self.rows[row["trial"]] = row
+        todo = []
+        for t in trials:
+            row = self.rows.get(t.id)
+            if row is not None and row.get("status") in FINISHED:
+                continue
+            recovered = _recover_from_card(self.folder / t.id, t)
+            if recovered is not None:  # finished, but the driver died before it wrote the row
+                self.rows[t.id] = {**self._base_row(t), **recovered}
+                continue
+            self.rows[t.id] = {**self._base_row(t), "attempts": int((row or {}).get("attempts", 0))}
+            todo.append(t)
+        self.write()
+        return todo
+
+    def _base_row(self, t: Trial) -> dict[str, Any]:
+        return {
+            "trial": t.id,
+            "model": t.model,
+            "dataset": t.dataset,
+            "seed": t.seed,
+            "steps": t.steps,
+            "hparams": dict(t.hparams),
+            "config": dict(t.overrides),
+            "status": "pending",
+            "attempts": 0,
+            "wall_s": None,
+            "train_s": None,
+            "eval_s": None,
+            "scores": {},
+            "checkpoint": t.id,
+            "error": "",
+            "finished": None,
+        }
+
+    def update(self, trial_id: str, **fields: Any) -> None:
+        self.rows[trial_id].update(fields)
+        self.write()
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for r in self.rows.values():
+            out[r.get("status", "pending")] = out.get(r.get("status", "pending"), 0) + 1
+        return out
+
+    # -- files ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep": self.spec.name,
+            "description": self.spec.description,
+            "spec": self.spec.raw,
+            "metrics": list(self.spec.metrics),
+            "run": self.run,
+            "updated": _now(),
+            "trials": list(self.rows.values()),
+        }
+
+    def write(self) -> None:
+        data = self.to_dict()
+        atomic_write(self.folder / RESULTS_JSON, json.dumps(data, indent=1, allow_nan=True, default=str))
+        atomic_write(self.folder / RESULTS_CSV, results_csv(data))
+
+
+def _recover_from_card(folder: Path, t: Trial) -> dict[str, Any] | None:
+    """A trial whose card says it finished (its ``sweep`` entry) although the table does not."""
+    from disviz.checkpoints import is_checkpoint, read_card
+
+    if not is_checkpoint(folder):
+        return None
+    try:
+        card = read_card(folder)
+    except UserError:
+        return None
+    entry = card.get("sweep")
+    if not isinstance(entry, dict) or entry.get("trial") != t.id or entry.get("status") not in FINISHED:
+        return None
+    return {
+        k: entry[k]
+        for k in ("status", "attempts", "wall_s", "train_s", "eval_s", "scores", "error", "finished")
+        if k in entry
+    }
+
+
+def live_status(folder: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
+    """A row's status, with 'queued' shown as 'running' while the trial holds its folder's lock."""
+    status = str(row.get("status", "pending"))
+    if status == "queued":
+        from disviz.checkpoints import _lock_path  # the engine's and evaluate's writer lock
+
+        if _lock_path(Path(folder) / str(row.get("trial"))).exists():
+            return "running"
+    return status
+
+
+def load_results(folder: str | os.PathLike[str], live: bool = False) -> dict[str, Any]:
+    """The parsed ``results.json`` of a sweep folder (JSON only: nothing is unpickled); ``live``:
+    statuses as ``live_status`` reports them."""
+    path = Path(folder) / RESULTS_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SweepError(
+            f"{folder} holds no {RESULTS_JSON}; it is not a sweep folder (run python -m disviz sweep)"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SweepError(f"{path} cannot be read ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
+        raise SweepError(f"{path} is not a sweep results table (no 'trials' list)")
+    data["trials"] = [r for r in data["trials"] if isinstance(r, dict) and isinstance(r.get("trial"), str)]
+    if live:
+        for r in data["trials"]:
+            r["status"] = live_status(folder, r)
+    return data
+
+
+def table_columns(data: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(hyper-parameter names, metric names) of a results table, in a stable order."""
+    hp = sorted({k for r in data["trials"] for k in (r.get("hparams") or {})})
+    metrics = list(data.get("metrics") or [])
+    for r in data["trials"]:
+        for k in r.get("scores") or {}:
+            if k not in metrics:
+                metrics.append(k)
+    return hp, metrics
+
+
+def flat_rows(data: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(header, rows): one flat dict per trial, a column per hyper-parameter and per score."""
+    hp, metrics = table_columns(data)
+    header = ["trial", "model", "dataset", *hp, "seed", "steps", "status", "attempts", "wall_s", *metrics]
+    header += ["checkpoint", "error"]
+    rows = []
+    for r in data["trials"]:
+        flat = {k: r.get(k) for k in ("trial", "model", "dataset", "seed", "steps", "status", "attempts", "wall_s")}
+        flat.update({k: (r.get("hparams") or {}).get(k) for k in hp})
+        flat.update({k: (r.get("scores") or {}).get(k) for k in metrics})
+        flat["checkpoint"], flat["error"] = r.get("checkpoint"), r.get("error") or ""
+        rows.append(flat)
+    return header, rows
+
+
+def results_csv(data: Mapping[str, Any]) -> str:
+    header, rows = flat_rows(data)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else _fmt(v) if isinstance(v, (list, tuple)) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def format_table(data: Mapping[str, Any]) -> str:
+    """The table for a terminal (``sweep SPEC --report``): short columns, scores to 3 decimals."""
+    header, rows = flat_rows(data)
+    header = [h for h in header if h not in ("checkpoint", "error")]
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    cells = [[cell(r.get(h)) for h in header] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    errors = [f"{r['trial']}: {r['error']}" for r in rows if r.get("error")]
+    return "\n".join(lines + (["", "errors:", *errors] if errors else []))
+
+
+def find_sweeps(roots: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Sweep folders (holding results.json) directly under ``<root>/sweeps/`` or ``<root>`` itself."""
+    out: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        for base in (root / "sweeps", root):
+            if not base.is_dir():
+                continue
+            for p in sorted(base.iterdir()):
+                if p.is_dir() and not p.name.startswith(".") and (p / RESULTS_JSON).is_file() and p not in out:
+                    out.append(p)
+    return out
+
+
+def is_sweep_trial(path: str | os.PathLike[str]) -> bool:
+    """A checkpoint folder that is one trial of a sweep (its parent holds the sweep's table)."""
+    parent = Path(path).parent
+    return (parent / RESULTS_JSON).is_file() or (parent / SPEC_FILE).is_file()
+
+
+def spearman_matrix(data: Mapping[str, Any], metrics: Sequence[str] | None = None) -> tuple[list[str], Any]:
+    """(metric names, Spearman rank-correlation matrix) over the finished trials.
+
+    Rank correlation because the metrics live on different scales and only their orderings of
+    the models are comparable; a metric with fewer than 3 scored trials or no spread is left out.
+    """
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    _, all_metrics = table_columns(data)
+    names = [m for m in (metrics or all_metrics)]
+    rows = [r for r in data["trials"] if r.get("status") == "done"]
+    cols = []
+    kept = []
+    for m in names:
+        v = np.array([float((r.get("scores") or {}).get(m, float("nan"))) for r in rows], dtype=float)
+        ok = np.isfinite(v)
+        if ok.sum() >= 3 and np.nanstd(v[ok]) > 0:
+            cols.append(v)
+            kept.append(m)
+    k = len(kept)
+    mat = np.full((k, k), np.nan)
+    for i in range(k):
+        for j in range(k):
+            ok = np.isfinite(cols[i]) & np.isfinite(cols[j])
+            if ok.sum() >= 3:
+                mat[i, j] = 1.0 if i == j else float(spearmanr(cols[i][ok], cols[j][ok]).statistic)
+    return kept, mat
