@@ -34,6 +34,7 @@ sections = {
         _page("pages/metrics.py", "Metrics", ":material/monitoring:"),
         _page("pages/annealing.py", "Annealing (IFP)", ":material/device_thermostat:"),
         _page("pages/compare.py", "Compare", ":material/compare:"),
+        _page("pages/sweeps.py", "Sweeps", ":material/stacked_bar_chart:"),
     ],
     "Train": [_page("pages/train.py", "Train", ":material/model_training:")],
     "Learn": [

@@ -99,6 +99,8 @@ def list_entries(
 
 
 def _entry(path: Path) -> CheckpointEntry | None:
+    from disviz.sweeps import is_sweep_trial
+
     name = display_path(path)
     try:
         mtime = max((path / f).stat().st_mtime for f in ("card.json", "model.safetensors") if (path / f).exists())
@@ -110,8 +112,11 @@ def _entry(path: Path) -> CheckpointEntry | None:
         return CheckpointEntry(path, f"{name} — broken", None, str(exc), mtime)
     if "annealing" in path.parts and "model" not in card:
         return None
-    sweep = card.get("sweep")
-    prefix = f"[sweep {sweep.get('sweep')}] " if isinstance(sweep, dict) and sweep.get("sweep") else ""
+    prefix = ""
+    if is_sweep_trial(path):
+        sweep = card.get("sweep")
+        name = sweep.get("sweep") if isinstance(sweep, dict) and sweep.get("sweep") else path.parent.name
+        prefix = f"[sweep {name}] "
     return CheckpointEntry(path, f"{prefix}{name} — {checkpoint_summary(card)}", card, None, mtime)
 
 

@@ -24,6 +24,7 @@ from disviz import explore  # noqa: E402
 from disviz.errors import UserError  # noqa: E402
 
 CKPT_KEY = "ckpt"  # session_state: the selected checkpoint path (str)
+SWEEP_OPENED = "sweep_opened"  # session_state: sweep trials opened from the Sweeps page (listed in the picker)
 
 
 @st.cache_resource(show_spinner=False)
@@ -58,8 +59,8 @@ def get_stats(path: str, mtime: float, n: int = 256) -> explore.LatentStats:
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def entries(roots: tuple[str, ...], version: int) -> list[explore.CheckpointEntry]:
-    return explore.list_entries(list(roots))
+def entries(roots: tuple[str, ...], version: int, include: tuple[str, ...] = ()) -> list[explore.CheckpointEntry]:
+    return explore.list_entries(list(roots), include)
 
 
 def _version() -> int:
@@ -73,7 +74,8 @@ def _version() -> int:
 
 def all_entries() -> list[explore.CheckpointEntry]:
     roots = explore.checkpoint_roots(st.session_state.get("extra_roots", []))
-    return entries(tuple(str(r) for r in roots), _version())
+    opened = tuple(st.session_state.get(SWEEP_OPENED, []))
+    return entries(tuple(str(r) for r in roots), _version(), opened)
 
 
 @dataclass

@@ -301,3 +301,67 @@ def test_explore_shows_the_generator_traversal_for_did(monkeypatch, tmp_path):
     assert any("Generator traversal" in h.value for h in at.subheader)
     at.number_input(key="explore_gen_seed").set_value(3).run()
     _ok(at)
+
+
+def _fake_sweep(ckpt_root: Path, runs: Path) -> Path:
+    """A finished 4-trial sweep (two models x two seeds) in runs/sweeps/demo, trials = the tiny checkpoint."""
+    from disviz.sweeps import SweepResults, expand_trials, parse_spec
+
+    spec = parse_spec(
+        {"name": "demo", "models": ["betavae", "betatcvae"], "seeds": [0, 1], "metrics": ["mig", "infom", "sap"]},
+        out=runs / "sweeps" / "demo",
+    )
+    results = SweepResults(spec.out, spec, {"command": "python -m disviz sweep demo.toml", "ray": "test"})
+    for i, t in enumerate(results.start(expand_trials(spec), resume=False)):
+        shutil.copytree(ckpt_root / "tiny-betavae", spec.out / t.id)
+        results.update(
+            t.id, status="done", wall_s=1.0, scores={"mig": 0.1 * i, "infom": 0.2 + 0.1 * i, "sap": 0.05 * (3 - i)}
+        )
+    return spec.out
+
+
+def test_sweeps_page_draws_the_scores_and_opens_a_run_in_explore(env, tmp_path):
+    folder = _fake_sweep(env, tmp_path / "runs")
+    at = _app().run()
+    pick = at.sidebar.selectbox(key="ckpt_pick")
+    assert not any("demo" in o for o in pick.options), "sweep trials must not flood the picker"
+    at.switch_page("pages/sweeps.py").run()
+    _ok(at)
+    assert at.title[0].value == "Sweeps"
+    assert "demo" in at.selectbox(key="sweeps_pick").value
+    table = at.dataframe[0].value
+    assert len(table) == 4 and {"mig", "infom", "sap", "status"} <= set(table.columns)
+    at.selectbox(key="sweeps_by").select("model").run()
+    at.selectbox(key="sweeps_metric").select("infom").run()
+    _ok(at)
+    trial = "betatcvae-dsprites-s1"
+    at.selectbox(key="sweeps_run").select(trial).run()
+    at.button(key="sweeps_explore").click().run()
+    _ok(at)
+    path = str((folder / trial).resolve())
+    assert at.session_state["ckpt"] == path and path in at.session_state["sweep_opened"]
+    assert at.title[0].value == "Explore the latent space"
+    assert at.session_state["ckpt_pick"] == path
+    # the app with that session state: the sidebar picker lists the opened trial and keeps it selected
+    at = _app()
+    for key in ("ckpt", "ckpt_pick", "sweep_opened"):
+        at.session_state[key] = [path] if key == "sweep_opened" else path
+    at.run()
+    _ok(at)
+    pick = at.sidebar.selectbox(key="ckpt_pick")
+    assert pick.value == path and "[sweep demo]" in pick.format_func(path)
+
+
+def test_sweeps_page_checks_a_typed_spec_and_refuses_a_bad_one(env):
+    at = _page("sweeps.py").run()
+    _ok(at)
+    assert any("No sweeps found" in i.value for i in at.info)
+    at.text_area(key="sweeps_spec").set_value('name = "x"\nmodels = ["nope"]\n').run()
+    at.button(key="sweeps_check").click().run()
+    assert any("unknown model 'nope'" in e.value for e in at.error)
+    at.text_area(key="sweeps_spec").set_value(
+        'name = "x"\nmodels = ["betavae"]\nseeds = [0, 1]\nsteps = 5\n[set]\nbase_channels = 4\n'
+    ).run()
+    at.button(key="sweeps_check").click().run()
+    _ok(at)
+    assert any("2 trials" in s.value for s in at.success)

@@ -286,3 +286,15 @@ def test_interrupted_sweep_resumes_without_redoing_finished_trials(ray_local, tm
         assert after[t] == before[t]
         assert (out / t / "card.json").stat().st_mtime_ns == mtimes[t]
     assert len([line for line in lines if ": done" in line]) == 4 - len(done)
+
+
+def test_the_app_sweep_form_refuses_out_and_oversized_sweeps():
+    from disviz.sweep_jobs import APP_MAX_TRIALS, example_spec, validate_text
+
+    spec = validate_text(example_spec("ok"))
+    assert len(spec.trials) == 8 and spec.out.name == "ok"
+    with pytest.raises(SweepError, match="remove 'out'"):
+        validate_text('out = "/elsewhere"\n' + example_spec("x"))
+    many = example_spec("big").replace("seeds = [0, 1]", f"seeds = {list(range(APP_MAX_TRIALS))}")
+    with pytest.raises(SweepError, match=f"at most {APP_MAX_TRIALS}"):
+        validate_text(many)
