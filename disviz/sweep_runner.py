@@ -55,6 +55,10 @@ def default_num_cpus() -> int:
 
 
 # --- the trial (runs inside a Ray worker process) ------------------------------------------------
+class TrialStopped(RuntimeError):
+    """The engine stopped a trial before its last step (a signal): it is not finished, so not scored."""
+
+
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     """Train (resuming whatever is on disk) and evaluate one trial; return its results row fields.
 
@@ -90,7 +94,11 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     crash_at = task.get("crash_at")
     marker = folder.parent / f".{folder.name}.crashed"
 
+    stopped: list[str] = []
+
     def callback(event: Any) -> None:
+        if event.kind == "stopped":
+            stopped.append(event.message)
         if crash_at and event.kind == "step" and event.step >= crash_at and not marker.exists():
             marker.touch()
             os._exit(3)  # a hard death of the worker process, as an OOM kill or a segfault would be
@@ -98,6 +106,8 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {"sweep": task["sweep"], "trial": trial["id"], "attempts": task["attempt"]}
     try:
         train(cfg, callback=callback)
+        if stopped:  # Ctrl-C reached the worker too (a terminal signals the whole process group)
+            raise TrialStopped(f"{stopped[-1]}; not evaluated (a resumed sweep continues it)")
     except TrainingError as exc:
         if not str(exc).startswith(NAN_PREFIX):
             raise
@@ -199,6 +209,7 @@ def run_sweep(
     num_gpus: int | None = None,
     log: Callable[[str], None] = print,
     stop_event: threading.Event | None = None,
+    note: str = "",
 ) -> SweepResults:
     """Run every unfinished trial of ``spec`` on Ray; the table in ``spec.out`` is kept current.
 
@@ -232,6 +243,8 @@ def run_sweep(
             "trial_resources": asdict(spec.resources),
             "command": " ".join(["python -m disviz", *sys.argv[1:]]) if sys.argv and "disviz" in sys.argv[0] else "",
         }
+        if note:  # a resumed run without one keeps the first run's note
+            run_info["note"] = note
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / SPEC_FILE, json.dumps({"spec": spec.raw, "run": run_info}, indent=1, default=str))
         results = SweepResults(folder, spec, run_info)
@@ -322,7 +335,7 @@ def _drive(
             if results.rows[trial.id].get("status") not in FINISHED:
                 results.rows[trial.id]["status"] = "pending"
         results.write()
-        log(f"interrupted: {len(pending)} running trial(s) cancelled; continue with --resume")
+        log(f"interrupted: {len(pending)} unfinished trial(s) cancelled; continue with --resume")
         raise
     counts = results.counts()
     log("finished: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "nan", "failed") if counts.get(s)))

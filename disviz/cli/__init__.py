@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: this machine's)")
     p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the local Ray (default: detected)")
+    p.add_argument("--note", default="", help="how / where it was run, recorded with the results")
     p.set_defaults(handler="disviz.cli.sweep:cmd_sweep")
 
     # --- bench (next to each command group's handlers) ----------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from disviz.sweeps import format_table, load_results, load_spec
@@ -39,6 +40,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     from disviz.sweep_runner import run_sweep
 
+    # Ctrl-C and SIGTERM (the app's Stop, a scheduler's kill) end the sweep cleanly: running trials are
+    # cancelled, the table written, exit code 130. Explicit because a process started in the background by
+    # a non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     results = run_sweep(
         spec,
         resume=args.resume,
@@ -46,6 +52,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
         log=lambda line: print(line, file=sys.stderr, flush=True),
+        note=args.note,
     )
     print(format_table(results.to_dict()))
     counts = results.counts()
