@@ -749,12 +749,13 @@ def flat_rows(data: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]
     """(header, rows): one flat dict per trial, a column per hyper-parameter and per score."""
     hp, metrics = table_columns(data)
     header = ["trial", "model", "dataset", *hp, "seed", "steps", "status", "attempts", "wall_s", *metrics]
-    header += ["checkpoint", "error"]
+    header += ["config", "checkpoint", "error"]
     rows = []
     for r in data["trials"]:
         flat = {k: r.get(k) for k in ("trial", "model", "dataset", "seed", "steps", "status", "attempts", "wall_s")}
         flat.update({k: (r.get("hparams") or {}).get(k) for k in hp})
         flat.update({k: (r.get("scores") or {}).get(k) for k in metrics})
+        flat["config"] = " ".join(f"{k}={_fmt(v)}" for k, v in sorted((r.get("config") or {}).items()))
         flat["checkpoint"], flat["error"] = r.get("checkpoint"), r.get("error") or ""
         rows.append(flat)
     return header, rows
@@ -773,7 +774,7 @@ def results_csv(data: Mapping[str, Any]) -> str:
 def format_table(data: Mapping[str, Any]) -> str:
     """The table for a terminal (``sweep SPEC --report``): short columns, scores to 3 decimals."""
     header, rows = flat_rows(data)
-    header = [h for h in header if h not in ("checkpoint", "error")]
+    header = [h for h in header if h not in ("config", "checkpoint", "error")]
 
     def cell(v: Any) -> str:
         if v is None:

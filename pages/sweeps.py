@@ -48,18 +48,28 @@ def _sweep_label(folder: Path) -> str:
 
 
 def _progress(folder: Path) -> dict:
+    """The progress bar; returns the table (statuses as live_status reports them)."""
     data = load_results(folder, live=True)
     counts: dict[str, int] = {}
     for r in data["trials"]:
-        counts[r.get("status", "pending")] = counts.get(r.get("status", "pending"), 0) + 1
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
     state = driver_state(folder)
-    total = max(len(data["trials"]), 1)
-    finished = counts.get("done", 0) + counts.get("nan", 0) + counts.get("failed", 0)
-    st.progress(
-        finished / total,
-        text=", ".join(f"{v} {k}" for k, v in counts.items()) + (f" · driver {state}" if state else ""),
-    )
+    finished = sum(counts.get(s, 0) for s in ("done", "nan", "failed"))
+    text = ", ".join(f"{v} {k}" for k, v in counts.items()) + (f" · driver {state}" if state else "")
+    st.progress(finished / max(len(data["trials"]), 1), text=text)
     return data
+
+
+def _finished(data: dict) -> int:
+    return sum(1 for r in data["trials"] if r["status"] in ("done", "nan", "failed"))
+
+
+@st.fragment(run_every=3)
+def _live_progress(folder: Path) -> None:
+    """While trials are queued or running: re-read the table every 3 s, redraw the page when one finishes."""
+    data = _progress(folder)
+    if _finished(data) != st.session_state.get("sweeps_seen"):
+        st.rerun()
 
 
 def start_form() -> None:
@@ -131,11 +141,17 @@ below) to open it in Explore or Metrics.
     pick = st.selectbox("Sweep", sweeps, key="sweeps_pick", format_func=lambda p: _sweep_label(Path(p)))
     folder = Path(pick)
     try:
-        data = _progress(folder)
+        data = load_results(folder, live=True)
     except UserError as exc:
         st.error(str(exc))
         start_form()
         return
+    st.session_state["sweeps_seen"] = _finished(data)
+    live = driver_state(folder) == "running" or any(r["status"] in ("queued", "running") for r in data["trials"])
+    if live:
+        _live_progress(folder)
+    else:
+        _progress(folder)
     if data.get("description"):
         st.caption(data["description"])
     run = data.get("run") or {}
@@ -152,7 +168,7 @@ below) to open it in Explore or Metrics.
 
     metrics = sweep_metrics(data)
     if not metrics:
-        st.info("No finished trials yet; this page shows their scores as they arrive (reload to refresh).")
+        st.info("No finished trials yet; their scores appear here as they arrive.")
     else:
         c = st.columns(2)
         metric = c[0].selectbox("Score", metrics, key="sweeps_metric", format_func=lambda m: METRIC_LABELS.get(m, m))

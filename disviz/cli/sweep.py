@@ -69,11 +69,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         o = bench_overhead(ray, rounds=int(args.rounds))
         print(
             f"  scheduling overhead per trial: {o['ray_ms']:.1f} ms per Ray task round trip (trivial trial, "
-            f"warm worker) vs {o['direct_ms']:.3f} ms direct call; first task (worker start-up) {o['cold_ms']:.0f} ms"
+            f"warm worker) vs {o['direct_ms'] * 1e3:.2f} µs direct call; first task (worker start-up) {o['cold_ms']:.0f} ms"
         )
         t = bench_throughput(ray, n, steps=int(args.steps))
         print(
-            f"  {n} trials of {args.steps} training steps (tiny betavae on dsprites, 1 thread each): "
+            f"  {n} trials of {args.steps} training steps (the conv β-VAE on dSprites, batch 32, 1 thread each): "
             f"sequential in-process {t['sequential_s']:.1f} s, {n} parallel Ray tasks {t['parallel_s']:.1f} s "
             f"-> {t['sequential_s'] / t['parallel_s']:.2f}x throughput"
         )
