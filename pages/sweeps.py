@@ -180,8 +180,9 @@ below) to open it in Explore or Metrics.
             selection_mode="points",
         )
         points = (event or {}).get("selection", {}).get("points", []) if event else []
-        if points and points[0].get("customdata"):
-            st.session_state["sweeps_run"] = str(points[0]["customdata"][0])
+        clicked = str(points[0]["customdata"][0]) if points and points[0].get("customdata") else None
+        if clicked and clicked != st.session_state.get("sweeps_clicked"):  # a new click, not the old one again
+            st.session_state["sweeps_run"] = st.session_state["sweeps_clicked"] = clicked
         st.subheader("Do the metrics agree? (Spearman rank correlation)")
         st.plotly_chart(rank_correlation_figure(data), key="sweeps_corr")
 

@@ -298,3 +298,33 @@ def test_the_app_sweep_form_refuses_out_and_oversized_sweeps():
     many = example_spec("big").replace("seeds = [0, 1]", f"seeds = {list(range(APP_MAX_TRIALS))}")
     with pytest.raises(SweepError, match=f"at most {APP_MAX_TRIALS}"):
         validate_text(many)
+
+
+def test_sweep_figures_draw_every_trial_as_a_point_and_a_bounded_correlation_matrix():
+    from disviz.sweep_figures import group_choices, rank_correlation_figure, score_distribution_figure
+
+    rows = [
+        {
+            "trial": f"{m}-s{s}",
+            "model": m,
+            "dataset": "dsprites",
+            "seed": s,
+            "status": "done" if s < 3 else "nan",
+            "hparams": {"beta": b},
+            "scores": {"mig": 0.1 * s + (0.2 if m == "b" else 0), "sap": 0.05 * s, "infom": 0.3 - 0.02 * s},
+        }
+        for m, b in (("a", 1.0), ("b", 4.0))
+        for s in range(4)
+    ]
+    data = {"metrics": ["mig", "sap", "infom"], "trials": rows}
+    assert group_choices(data) == ["model", "beta"]
+    fig = score_distribution_figure(data, "mig", by="beta")
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert sum(len(t.y) for t in fig.data) == 6  # the finished trials only, each one a point
+    assert fig.data[1].customdata[0][0] == "b-s0" and fig.data[1].boxpoints == "all"
+    heat = rank_correlation_figure(data).data[0]
+    z = [[v for v in row] for row in heat.z]
+    assert len(z) == 3 and heat.zmin == -1 and heat.zmax == 1
+    assert z[1][2] == pytest.approx(-1.0)  # sap rises, infom falls with the seed in both models
+    empty = rank_correlation_figure({"metrics": ["mig"], "trials": rows[:2]})
+    assert not empty.data and "at least 3" in empty.layout.annotations[0].text
