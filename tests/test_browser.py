@@ -283,3 +283,36 @@ def test_lessons_open_on_the_shipped_checkpoints(page):
         assert page_errors(page) == [], f"lesson {i + 1} shows an error"
         text = main.inner_text()
         assert "shipped" in text or "Measured" in text or "QLAE" in text, f"lesson {i + 1} shows no computed statement"
+
+
+def test_sweeps_page_draws_the_shipped_sweep_and_opens_a_run_in_explore(page):
+    import json
+
+    sweep = Path(__file__).resolve().parent.parent / "checkpoints/sweeps/dsprites_vae_seeds"
+
+    def read_card_of(trial: str) -> dict:
+        return json.loads((sweep / trial / "card.json").read_text())
+
+    results = json.loads((sweep / "results.json").read_text())
+    done = [r for r in results["trials"] if r["status"] == "done"]
+    assert len(done) >= 3, "the shipped sweep has fewer than 3 finished trials"
+    goto(page, find_link(nav_links(page), "sweeps"))
+    main = page.locator("[data-testid='stMain']")
+    assert "dsprites_vae_seeds" in main.inner_text()
+    charts = main.get_by_test_id("stPlotlyChart")
+    charts.first.locator(".boxlayer .point").first.wait_for(timeout=60_000)
+    assert charts.count() >= 2, "expected the score distribution and the rank-correlation matrix"
+    # every finished trial is one point of the distribution
+    assert charts.first.locator(".boxlayer .point").count() == len(done)
+    charts.nth(1).scroll_into_view_if_needed()
+    charts.nth(1).locator(".hm").first.wait_for(timeout=30_000)  # the heatmap trace is drawn
+    assert page_errors(page) == []
+    main.locator("button", has_text="Open in Explore").click()
+    wait_for_app(page)
+    page.get_by_text("Explore the latent space").first.wait_for(timeout=30_000)
+    wait_for_app(page)
+    sidebar = page.get_by_test_id("stSidebar")
+    # the picker's caption is the selected checkpoint's summary: the sweep trial's, not a shipped model's
+    trial = read_card_of(done[0]["trial"])
+    assert f"{trial['steps']:,} steps" in sidebar.inner_text(), "the opened trial is not selected in the picker"
+    assert page_errors(page) == []
