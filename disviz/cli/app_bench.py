@@ -24,7 +24,11 @@ from disviz.traversal import traversal_tiles, traversal_values
 def _bench_checkpoints(given: str | None) -> list[Path]:
     if given:
         return [Path(given)]
-    return [p for p in list_checkpoints(checkpoint_roots()) if (p / "model.safetensors").is_file()]
+    from disviz.sweeps import is_sweep_trial
+
+    # sweep trials are many copies of one architecture: the shipped models already time it
+    found = list_checkpoints(checkpoint_roots())
+    return [p for p in found if (p / "model.safetensors").is_file() and not is_sweep_trial(p)]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
