@@ -31,6 +31,9 @@ declare -A ENTRY=(
     [dsprites/ae]="ae dsprites 100000 0 --batch-size 64 --set arch=conv"
     [shapes3d/devae]="devae shapes3d 100000 0 --batch-size 64 --set lr=0.0005"
     [shapes3d/qlae]="qlae shapes3d 100000 0 --batch-size 64 --set arch=conv"
+    # DiD (issue 13): narrowed to CPU widths (G/critic 16, E/H base 8) [I]; batch 160 = 5 critic chunks of 32
+    [dsprites/did]="did dsprites 20000 0 --batch-size 160 --set base_channels=8 --set hidden=128"
+    [shapes3d/did]="did shapes3d 20000 0 --batch-size 160 --set base_channels=8 --set hidden=128"
     [shapes3d/betavae]="betavae shapes3d 100000 0 --batch-size 64 --set lr=0.0005"
     # second seeds, reported beside the shipped seed 0 (checkpoints/seeds/ is not opened by default)
     [seeds/dsprites/devae-seed1]="devae dsprites 100000 1 --batch-size 64 --set lr=0.0005"

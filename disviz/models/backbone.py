@@ -37,22 +37,30 @@ class ConvEncoder(nn.Module):
     """conv c k4 s2 → conv c k4 s2 → conv 2c k2 s2 → conv 2c k2 s2 (ReLU) → dense hidden → linear out.
 
     TF "same" padding for k4 s2 on even sizes equals padding 1; for k2 s2 it is 0. 64 → 32 → 16 → 8 → 4.
+    ``negative_slope`` > 0 swaps ReLU for LeakyReLU (same parameters): an encoder that only ever sees
+    generated images (DiD's E and H) meets near-constant inputs at the start, and its ReLUs die there.
     """
 
-    def __init__(self, in_channels: int, out_dim: int, base_channels: int = 32, hidden: int = 256):
+    def __init__(
+        self, in_channels: int, out_dim: int, base_channels: int = 32, hidden: int = 256, negative_slope: float = 0.0
+    ):
         super().__init__()
         c = base_channels
+
+        def act() -> nn.Module:
+            return nn.LeakyReLU(negative_slope) if negative_slope > 0 else nn.ReLU()
+
         self.convs = nn.Sequential(
             nn.Conv2d(in_channels, c, 4, 2, 1),
-            nn.ReLU(),
+            act(),
             nn.Conv2d(c, c, 4, 2, 1),
-            nn.ReLU(),
+            act(),
             nn.Conv2d(c, 2 * c, 2, 2, 0),
-            nn.ReLU(),
+            act(),
             nn.Conv2d(2 * c, 2 * c, 2, 2, 0),
-            nn.ReLU(),
+            act(),
         )
-        self.fc = nn.Sequential(nn.Linear(2 * c * 4 * 4, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+        self.fc = nn.Sequential(nn.Linear(2 * c * 4 * 4, hidden), act(), nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(x)  # h: [B, 2c, 4, 4]

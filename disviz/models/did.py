@@ -15,8 +15,10 @@ Interpretations [I] (the config field is named in brackets):
    DCGAN's ngf) or the §0 decoder (``arch='conv'``); it outputs logits, the image is their sigmoid.
    The critic mirrors it (four k4 s2 convs, LeakyReLU 0.2, no normalisation because the gradient
    penalty is per sample; ``arch='conv'``: the §0 encoder with one output). E is the §0 conv encoder
-   (linear output, not squashed, so it can regress c); H is the §0 conv encoder over the 2C-channel
-   pair, output dimension ``diff_dim``, L2-normalised.
+   (linear output, not squashed, so it can regress c) with LeakyReLU 0.2 (``encoder_slope``); H
+   (``DifferenceEncoder``) is the same encoder applied to both images of a pair, H(x, x′) =
+   normalise(f(x′) − f(x)) (``diff_input='subtract'``; 'concat' = the §0 encoder over [x, x′]),
+   output dimension ``diff_dim``.
 2. WGAN-GP as in Gulrajani et al.: λ = 10 (``gp_weight``), ``n_critic`` = 5 critic iterations per
    generator iteration, Adam 1e-4, β = (0.5, 0.9) for every network (``adam_betas``).
 3. One engine step = one generator iteration. ``train_step`` gets ``batch_size`` real images and
@@ -29,27 +31,42 @@ Interpretations [I] (the config field is named in brackets):
    and a random sign. ``boundary='flip'`` (default) flips the sign when c + δ e_i would leave the
    box, which always lands inside because |δ| ≤ 1, so every perturbation keeps its drawn size;
    ``boundary='clip'`` clips to [−1, 1] (the perturbation can then shrink). Both clamp at the end.
-5. Difference loss (``diff_loss``): ``'literal'`` is the stated bounded form
-   L_H = −‖u − w‖² ∈ [−4, 0] with u = H(x, x′), w = H(x, x″) (both unit vectors);
-   ``'infonce'`` is a "same dimension is positive" contrastive loss as in DisCo (Ren et al. 2022):
-   a second pair along the same i from a fresh base code gives the positive v; the keys are all
-   v and all w of the batch, and every key whose dimension equals i is a positive of anchor u
-   (multi-positive InfoNCE at temperature ``temperature``).
-   Note: the literal loss only pushes apart, and its gradient −2(u − w) vanishes when H maps both
-   pairs to the same vector; it relies on the random initialisation (and on G making moves
-   visible) to leave that point. InfoNCE also pulls same-dimension moves together.
+5. Difference loss (``diff_loss``). ``'infonce'`` (default) is a "same dimension is positive"
+   contrastive loss as in DisCo (Ren et al. 2022), the abstract's "contrastive loss function ...
+   to facilitate inter-dimensional comparison": a second pair along the same i from a fresh base
+   code gives the positive v; the keys are all v and all w of the batch, and every key whose
+   dimension equals i is a positive of anchor u (multi-positive InfoNCE at ``temperature``).
+   ``'literal'`` is the stated bounded form L_H = −‖u − w‖² ∈ [−4, 0] (u = H(x, x′), w = H(x, x″),
+   unit vectors). It was the first default and was measured inert: its gradient −2(u − w) is
+   zero where H maps both pairs to the same vector, which is where training starts, and the first
+   shipped run logged −0.000 at every step; it is kept as an option.
 6. How the difference signal shapes G (the "maximising inter-factor differences" part): G is
    trained on ``−D(G(c)) + info_weight·‖E(G(c)) − c‖² + diff_weight·L_H``; the L_H gradient flows
    through H into G, so G learns to make a move along dimension i produce an image difference that
-   H can tell apart from a move along j. The info term (InfoGAN-style; weight 200 borrowed from the
-   QLInfoWGAN-GP code, methods.md §5, whose codes lie in about ±0.5; ``diff_weight`` = 1 puts the
-   literal L_H gradient, at most 2‖∂H/∂x‖, on the scale of the critic's, whose gradient norm the
-   penalty holds near 1) makes every dimension of c recoverable from the image.
+   H can tell apart from a move along j. The info term (InfoGAN-style) makes every dimension of c
+   recoverable from the image. Its weight is 200 in the QLInfoWGAN-GP code (methods.md §5), whose
+   codes lie in about ±0.5 (variance 1/12); c ~ U(−1, 1) has 4× that variance, so the same weight
+   would be 4× stronger and drown the critic's signal: ``info_weight`` = 50 keeps its scale.
    Setting ``info_weight=0`` / ``diff_weight=0`` stops that gradient reaching G (E and H are then
    trained on detached images), which gives the ablations.
-7. E is trained only on codes drawn from the prior (not on the perturbed ones); H and E share the
-   generator optimiser step but have their own Adam.
-8. ``steps`` counts generator iterations (200k [I], as the QLInfoWGAN-GP code); the engine's
+7. E is trained only on codes drawn from the prior (not on the perturbed ones): in the generator
+   iteration (the info term) and, with ``encoder_with_critic`` (default), also on the fakes of every
+   critic iteration, as QLInfoWGAN-GP trains its encoder with the critic (methods.md §5). H and E
+   have their own Adam. Pairs are shown to H ordered so that the moved coordinate increases.
+8. Output logits are softly bounded, l ↦ b·tanh(l/b) with b = ``logit_bound`` = 8 (sigmoid
+   3·10⁻⁴ … 0.9997, enough for binary sprites). The first shipped run (``arch='conv'``, no
+   normalisation) drove its logits to about −128 against the early critic (dSprites is ~95 %
+   black), where the sigmoid's gradient vanishes for every network; the DCGAN generator's
+   BatchNorm is the main cure, the bound keeps a way back.
+9. What made DiD learn, measured on the toy of ``tests/test_did.py`` (2 or 10 code dimensions,
+   tiny widths): G(c) carried c (ridge R² 0.99 from its pixels) while E(G(c)) had R² 0.00: E's
+   ReLUs had died on the near-constant early generator output (E's output std 1e-5). LeakyReLU in
+   E and H, and E's extra updates in the critic iterations, fixed it (R² ≥ 0.9 within 50–150
+   iterations). With 'concat' H every pair mapped to nearly one vector and the InfoNCE loss sat at
+   ln(keys) for 100 iterations; 'subtract' with ordered pairs falls from the first iterations.
+   ``lr`` = 5e-4 (β = (0.5, 0.9)) [I]: WGAN-GP's 1e-4 is slow for the CPU budget of the shipped
+   runs; the toy test uses 1e-3.
+10. ``steps`` counts generator iterations (200k [I], as the QLInfoWGAN-GP code); the engine's
    images/s counts real images, i.e. those the critic sees. The shared fields ``recon`` and
    ``reduction`` are unused: DiD has no reconstruction loss (``reconstruct`` is G(E(x))).
 
@@ -81,7 +98,7 @@ class DiDConfig(ModelConfig):
     """Proposed defaults of methods.md §9 (see the module docstring for every [I] choice)."""
 
     latent_dim: int = 10
-    lr: float = 1e-4
+    lr: float = 5e-4  # WGAN-GP used 1e-4; measured too slow here (module docstring, item 9)
     adam_betas: tuple[float, ...] = (0.5, 0.9)
     batch_size: int = 320  # real images per step: n_critic chunks of 64
     steps: int = 200_000  # generator iterations
@@ -89,9 +106,13 @@ class DiDConfig(ModelConfig):
     n_critic: int = 5
     gp_weight: float = 10.0
     critic_data: str = "split"
-    info_weight: float = 200.0
+    info_weight: float = 50.0  # 200 of the ±0.5-code setting, scaled by its 4× larger code variance
     diff_weight: float = 1.0
-    diff_loss: str = "literal"
+    diff_loss: str = "infonce"  # the abstract's "contrastive loss"; 'literal' (−‖u−w‖²) is inert at the start
+    diff_input: str = "subtract"  # H(x, x′) = normalise(f(x′) − f(x)); 'concat': §0 encoder over [x, x′]
+    encoder_with_critic: bool = True  # E also regresses c on every critic iteration's fakes (QLInfoWGAN-GP)
+    encoder_slope: float = 0.2  # LeakyReLU slope in E and H (0: the §0 ReLU, which dies on early G output)
+    logit_bound: float = 8.0  # G's logits l -> b·tanh(l/b): no runaway to −128 (0: unbounded)
     diff_dim: int = 32
     temperature: float = 0.1
     delta_min: float = 0.5
@@ -130,6 +151,12 @@ class DiDConfig(ModelConfig):
         for key in ("gp_weight", "info_weight", "diff_weight"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
+        if not self.logit_bound >= 0:
+            raise ConfigError(f"logit_bound={self.logit_bound} must be >= 0 (0 turns the bound off)")
+        if self.diff_input not in ("subtract", "concat"):
+            raise ConfigError(f"diff_input={self.diff_input!r}: use subtract (f(x′) − f(x)) or concat ([x, x′])")
+        if not 0 <= self.encoder_slope < 1:
+            raise ConfigError(f"encoder_slope={self.encoder_slope} must be in [0, 1) (0: plain ReLU)")
         if not self.temperature > 0:
             raise ConfigError(f"temperature={self.temperature} must be > 0")
         if self.diff_dim < 1:
@@ -241,13 +268,30 @@ class _ConvCritic(nn.Module):
 
 
 class DifferenceEncoder(nn.Module):
-    """H: a pair (x, x′), channel-concatenated, -> unit vector [B, diff_dim]."""
+    """H: a pair (x, x′) -> unit vector [B, diff_dim].
 
-    def __init__(self, channels: int, out_dim: int, base_channels: int, hidden: int):
+    ``mode='subtract'`` (default [I]): H(x, x′) = normalise(f(x′) − f(x)) with one shared conv
+    encoder f, so H sees the change itself and the part common to both images cancels.
+    ``mode='concat'``: the §0 encoder over the channel-concatenated pair (the first design). Measured
+    on the toy of tests/test_did.py: with 'concat' every pair maps to nearly the same vector at the
+    start (the images differ little), the cosine logits are flat and the InfoNCE loss sat at ln(keys)
+    for 100 iterations; with 'subtract' it falls from the first iterations.
+    """
+
+    def __init__(
+        self, channels: int, out_dim: int, base_channels: int, hidden: int, negative_slope: float = 0.0,
+        mode: str = "subtract",
+    ):  # fmt: skip
         super().__init__()
-        self.net = ConvEncoder(2 * channels, out_dim, base_channels, hidden)
+        self.mode = mode
+        in_channels = channels if mode == "subtract" else 2 * channels
+        self.net = ConvEncoder(in_channels, out_dim, base_channels, hidden, negative_slope)
 
     def forward(self, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if self.mode == "subtract":
+            both = self.net(torch.cat([x, x2], dim=0))  # [2B, diff_dim]
+            a, b = both.float().chunk(2, dim=0)
+            return F.normalize(b - a, dim=1)
         h = self.net(torch.cat([x, x2], dim=1))  # pair: [B, 2C, 64, 64] -> [B, diff_dim]
         return F.normalize(h.float(), dim=1)
 
@@ -280,8 +324,8 @@ class DiD(DisentangledModel):
         else:
             self.generator = ConvDecoder(d, c, bc, hid)
             self.critic = _ConvCritic(c, bc, hid)
-        self.samples_encoder = ConvEncoder(c, d, bc, hid)
-        self.diff_encoder = DifferenceEncoder(c, config.diff_dim, bc, hid)
+        self.samples_encoder = ConvEncoder(c, d, bc, hid, config.encoder_slope)
+        self.diff_encoder = DifferenceEncoder(c, config.diff_dim, bc, hid, config.encoder_slope, config.diff_input)
 
     # --- interface ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -289,12 +333,14 @@ class DiD(DisentangledModel):
         return self.samples_encoder(x).float()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z: [B, d] (in [−1, 1]) -> G(z) logits [B, C, 64, 64]."""
-        return self.generator(z)
+        """z: [B, d] (in [−1, 1]) -> G(z) logits [B, C, 64, 64], softly bounded to ±``logit_bound``."""
+        logits = self.generator(z)
+        bound = self.config.logit_bound
+        return bound * torch.tanh(logits / bound) if bound > 0 else logits
 
     def generate(self, c: torch.Tensor) -> torch.Tensor:
         """c: [B, d] -> images in [0, 1] [B, C, 64, 64] (what the critic, E and H see)."""
-        return torch.sigmoid(self.generator(c))
+        return torch.sigmoid(self.decode(c))
 
     def latent_specs(self) -> list[LatentSpec]:
         return [LatentSpec(i, "uniform", -1.0, 1.0) for i in range(self.latent_dim)]
@@ -311,13 +357,17 @@ class DiD(DisentangledModel):
     def critic_terms(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Critic objective on one real batch [B, C, 64, 64]: D(fake) − D(real) + λ·GP (fake from fresh codes)."""
         with torch.no_grad():
-            fake = self.generate(self.sample_codes(real.shape[0], real.device)).to(real.dtype)
+            codes = self.sample_codes(real.shape[0], real.device)  # [B, d]
+            fake = self.generate(codes).to(real.dtype)
         fake = fake.contiguous(memory_format=_memory_format(real))
         d_real = self.critic(real).float().mean()
         d_fake = self.critic(fake).float().mean()
         gp = gradient_penalty(self.critic, real, fake)
         wgan = d_fake - d_real
-        return {"critic_loss": wgan + self.config.gp_weight * gp, "critic": wgan, "gp": gp}
+        out = {"critic_loss": wgan + self.config.gp_weight * gp, "critic": wgan, "gp": gp}
+        if self.config.encoder_with_critic:  # E regresses the codes of these fakes (G gets no gradient)
+            out["enc_fake"] = F.mse_loss(self.encode(fake), codes)
+        return out
 
     def generator_terms(self, n: int, device: torch.device | str) -> dict[str, torch.Tensor]:
         """Generator-side objective on ``n`` fresh codes and their perturbation pairs.
@@ -342,12 +392,12 @@ class DiD(DisentangledModel):
         if cfg.diff_weight == 0:
             parts = tuple(p.detach() for p in parts)
             x, x_i, x_j = parts[0], parts[1], parts[2]
-        u = self.difference(x, x_i)  # [n, h] along i
-        w = self.difference(x, x_j)  # [n, h] along j ≠ i
+        u = self.difference(*_ordered(x, x_i, c, c_i, i))  # [n, h] along i
+        w = self.difference(*_ordered(x, x_j, c, c_j, j))  # [n, h] along j ≠ i
         if cfg.diff_loss == "literal":
             diff = -(u - w).pow(2).sum(1).mean()
         else:
-            v = self.difference(parts[3], parts[4])  # [n, h] along i, another base code
+            v = self.difference(*_ordered(parts[3], parts[4], codes[3], codes[4], i))  # [n, h] along i, another base
             diff = info_nce(u, torch.cat([v, w], 0), i, torch.cat([i, j], 0), cfg.temperature)
         loss = (
             gen
@@ -379,7 +429,7 @@ class DiD(DisentangledModel):
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Generator-side objective as 'loss' (trains G, E, H; the critic is frozen in it), with
         the critic terms on ``x`` reported detached. Training itself goes through ``train_step``."""
-        terms = {k: v.detach() for k, v in self.critic_terms(x).items() if k != "critic_loss"}
+        terms = {k: v.detach() for k, v in self.critic_terms(x).items() if k not in ("critic_loss", "enc_fake")}
         terms.update(self.generator_terms(self._gen_batch(x), x.device))
         return terms
 
@@ -411,9 +461,13 @@ class DiD(DisentangledModel):
         critic_sum = gp_sum = None
         for real in chunks:
             opt_d.zero_grad(set_to_none=True)
+            opt_e.zero_grad(set_to_none=True)
             terms = self.critic_terms(real)
-            terms["critic_loss"].backward()
+            loss = terms["critic_loss"] + terms["enc_fake"] if "enc_fake" in terms else terms["critic_loss"]
+            loss.backward()  # the critic and E have disjoint parameters and optimisers
             opt_d.step()
+            if "enc_fake" in terms:
+                opt_e.step()
             critic_sum = terms["critic"].detach() if critic_sum is None else critic_sum + terms["critic"].detach()
             gp_sum = terms["gp"].detach() if gp_sum is None else gp_sum + terms["gp"].detach()
         opt_g.zero_grad(set_to_none=True)
@@ -426,6 +480,17 @@ class DiD(DisentangledModel):
         out["critic"] = critic_sum / cfg.n_critic
         out["gp"] = gp_sum / cfg.n_critic
         return out
+
+
+def _ordered(
+    x: torch.Tensor, x2: torch.Tensor, c: torch.Tensor, c2: torch.Tensor, dims: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair (x, x2) [B, C, H, W] ordered so that the moved coordinate increases (codes c, c2 [B, d],
+    moved dims [B]) [I]: a move and its reverse are one direction for H, whose 'subtract' form is
+    antisymmetric and could never align a +δ positive with a −δ one."""
+    rows = torch.arange(c.shape[0], device=c.device)
+    up = (c2[rows, dims] >= c[rows, dims]).view(-1, 1, 1, 1)  # [B, 1, 1, 1]
+    return torch.where(up, x, x2), torch.where(up, x2, x)
 
 
 def info_nce(
