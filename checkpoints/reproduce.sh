@@ -58,7 +58,7 @@ run dsprites qlae 3000 --batch-size 64 --set arch=conv
 run dsprites ae 3000 --batch-size 64 --set arch=conv
 run dsprites did 200 --batch-size 160 --set arch=conv
 # campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
-run dsprites betatcvae 100000 --stop-at 11654 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+run dsprites betatcvae 100000 --stop-at 30292 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
 run shapes3d betavae 3000 --set lr=0.0005
