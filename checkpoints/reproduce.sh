@@ -51,7 +51,7 @@ run() {
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
 run dsprites betavae 3000 --set lr=0.0005
 # campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
-run dsprites devae 100000 --stop-at 22673 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned (fixes DEFT's β(t) schedule), shipped part-way with --stop-at; bf16 autocast
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites qlae 3000 --batch-size 64 --set arch=conv
