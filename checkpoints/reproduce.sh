@@ -49,7 +49,7 @@ run() {
 }
 
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
-run dsprites betavae 3000 --set lr=0.0005
+run dsprites betavae 100000 --stop-at 14382 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned (fixes DEFT's β(t) schedule), shipped part-way with --stop-at; bf16 autocast
@@ -64,7 +64,7 @@ run dsprites betatcvae 100000 --stop-at 30292 --batch-size 64 --set lr=0.0005 --
 run shapes3d betavae 3000 --set lr=0.0005
 run shapes3d qlae 3000 --batch-size 64 --set arch=conv
 run shapes3d devae 1000 --batch-size 64 --set lr=0.0005
-run shapes3d did 150 --batch-size 160 --set arch=conv
+run shapes3d did 20000 --stop-at 5641 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- IFP annealing tests -------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" annealing "* ]]; then
