@@ -77,7 +77,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -867,19 +866,10 @@ def deft_stage_comparison(result: dict[str, Any], thresholds: Sequence[float]) -
 
 # --- files -----------------------------------------------------------------------------------
 def save_annealing_result(path: str | os.PathLike[str], result: dict[str, Any]) -> Path:
-    """Write JSON atomically (temp file + os.replace): readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, allow_nan=False)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared/read by the app
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON atomically (``outputs.atomic_write``): readers never see a half-written file."""
+    from disviz.outputs import atomic_write
+
+    return atomic_write(path, json.dumps(result, allow_nan=False))
 
 
 def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -355,7 +355,8 @@ class DiD(DisentangledModel):
 
     # --- objectives --------------------------------------------------------------------------
     def critic_terms(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Critic objective on one real batch [B, C, 64, 64]: D(fake) − D(real) + λ·GP (fake from fresh codes)."""
+        """Critic objective on one real batch [B, C, 64, 64]: D(fake) − D(real) + λ·GP, plus the detached
+        fakes and their codes (for E's regression in ``train_step``; evaluation skips it)."""
         with torch.no_grad():
             codes = self.sample_codes(real.shape[0], real.device)  # [B, d]
             fake = self.generate(codes).to(real.dtype)
@@ -364,10 +365,13 @@ class DiD(DisentangledModel):
         d_fake = self.critic(fake).float().mean()
         gp = gradient_penalty(self.critic, real, fake)
         wgan = d_fake - d_real
-        out = {"critic_loss": wgan + self.config.gp_weight * gp, "critic": wgan, "gp": gp}
-        if self.config.encoder_with_critic:  # E regresses the codes of these fakes (G gets no gradient)
-            out["enc_fake"] = F.mse_loss(self.encode(fake), codes)
-        return out
+        return {
+            "critic_loss": wgan + self.config.gp_weight * gp,
+            "critic": wgan,
+            "gp": gp,
+            "fake": fake,
+            "codes": codes,
+        }
 
     def generator_terms(self, n: int, device: torch.device | str) -> dict[str, torch.Tensor]:
         """Generator-side objective on ``n`` fresh codes and their perturbation pairs.
@@ -429,7 +433,7 @@ class DiD(DisentangledModel):
     def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Generator-side objective as 'loss' (trains G, E, H; the critic is frozen in it), with
         the critic terms on ``x`` reported detached. Training itself goes through ``train_step``."""
-        terms = {k: v.detach() for k, v in self.critic_terms(x).items() if k not in ("critic_loss", "enc_fake")}
+        terms = {k: v.detach() for k, v in self.critic_terms(x).items() if k in ("critic", "gp")}
         terms.update(self.generator_terms(self._gen_batch(x), x.device))
         return terms
 
@@ -463,10 +467,12 @@ class DiD(DisentangledModel):
             opt_d.zero_grad(set_to_none=True)
             opt_e.zero_grad(set_to_none=True)
             terms = self.critic_terms(real)
-            loss = terms["critic_loss"] + terms["enc_fake"] if "enc_fake" in terms else terms["critic_loss"]
+            loss = terms["critic_loss"]
+            if cfg.encoder_with_critic:  # E regresses the codes of these fakes (G gets no gradient)
+                loss = loss + F.mse_loss(self.encode(terms["fake"]), terms["codes"])
             loss.backward()  # the critic and E have disjoint parameters and optimisers
             opt_d.step()
-            if "enc_fake" in terms:
+            if cfg.encoder_with_critic:
                 opt_e.step()
             critic_sum = terms["critic"].detach() if critic_sum is None else critic_sum + terms["critic"].detach()
             gp_sum = terms["gp"].detach() if gp_sum is None else gp_sum + terms["gp"].detach()
