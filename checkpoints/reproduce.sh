@@ -27,12 +27,18 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
-# run DATASET MODEL STEPS [train options...]
-run() {
-    local ds=$1 model=$2 steps=$3
-    shift 3
-    wanted "$ds/$model" || return 0
-    local out="$OUT/$ds/$model" resume=()
+# run DATASET MODEL STEPS [train options...]: the shipped seed-0 model in $OUT/DATASET/MODEL
+run() { train_one "$1/$2" 0 "$@"; }
+
+# run_seed SEED DATASET MODEL STEPS [train options...]: an extra seed in $OUT/seeds/DATASET/MODEL-seedSEED
+# (shown beside the shipped seed 0 for the seed-to-seed spread; never the app's default model)
+run_seed() { local seed=$1; shift; train_one "seeds/$1/$2-seed$seed" "$seed" "$@"; }
+
+train_one() {
+    local key=$1 seed=$2 ds=$3 model=$4 steps=$5
+    shift 5
+    wanted "$key" || return 0
+    local out="$OUT/$key" resume=()
     if [ -f "$out/card.json" ]; then
         if grep -q '"shipped"' "$out/card.json"; then
             echo "replacing shipped $out (restore it with: git checkout -- $out)"
@@ -41,8 +47,8 @@ run() {
             resume=(--resume)
         fi
     fi
-    echo "== train $ds/$model: $steps steps $* ${resume[*]}"
-    "$PY" -m disviz train --model "$model" --dataset "$ds" --steps "$steps" --seed 0 \
+    echo "== train $key: $model on $ds, seed $seed, $steps steps $* ${resume[*]}"
+    "$PY" -m disviz train --model "$model" --dataset "$ds" --steps "$steps" --seed "$seed" \
         --save-every 100 --track-diffusion 100 --out "$out" "${resume[@]}" "$@"
     "$PY" checkpoints/ship.py --dtype float16 "$out"
     "$PY" -m disviz evaluate "$out" --n 10000 --seed 0 --preset fast

@@ -4,7 +4,11 @@
     python checkpoints/results_table.py --write    # the same, into checkpoints/README.md between its markers
 
 Every number comes from a card's stored ``evaluate`` report (10,000 samples, seed 0) or its
-training record (steps, images seen, precision, wall time, segments).
+training record (steps, images seen, precision, wall time, segments). ``--write`` also records the
+extra seeds (``checkpoints/seeds/<dataset>/<model>-seed<k>``) on the shipped seed-0 card as
+``seed_runs``, so the card itself reports the seed-to-seed spread (issue 12), not only this README.
+Seeds trained for fewer steps than seed 0 are compared at the same step through both cards' MIG
+tracks (2,000 samples per point), since a 10,000-sample score at another step says little.
 """
 
 from __future__ import annotations
@@ -56,6 +60,55 @@ def _precision(card: dict) -> str:
     return "+".join("fp32" if a == "off" else a for a in amps)
 
 
+SEED_SCORES = ("mig", "infom", "infoe", "dci_disentanglement", "reconstruction")
+
+
+def track_mig(card: dict, step: int) -> tuple[int, float] | None:
+    """(step, MIG) of the card's diffusion track point nearest to ``step`` at or before it, if any."""
+    points = [p for p in (card.get("tracks") or {}).get("diffusion") or [] if p["step"] <= step and "mig" in p]
+    return (points[-1]["step"], float(points[-1]["mig"])) if points else None
+
+
+def seed_runs(all_cards: dict[str, dict]) -> dict[str, list[dict]]:
+    """Shipped checkpoint -> its extra seeds' records (seed, steps, scores, the two tracks at one step)."""
+    out: dict[str, list[dict]] = {}
+    for name, card in all_cards.items():
+        if not name.startswith("seeds/"):
+            continue
+        _, ds, folder = name.split("/")
+        base = f"{ds}/{folder.rsplit('-seed', 1)[0]}"
+        shipped = all_cards.get(base)
+        if shipped is None:
+            continue
+        scores = (card.get("metrics") or {}).get("scores") or {}
+        mine, theirs = track_mig(card, card["steps"]), track_mig(shipped, card["steps"])
+        out.setdefault(base, []).append(
+            {
+                "checkpoint": f"checkpoints/{name}",
+                "seed": card["seed"],
+                "steps": card["steps"],
+                "images_seen": (card.get("train") or {}).get("images_seen"),
+                "scores": {k: scores[k] for k in SEED_SCORES if k in scores},
+                "track_step": mine[0] if mine else None,
+                "track_mig": mine[1] if mine else None,
+                "seed0_track_mig_at_same_step": theirs[1] if theirs and mine and theirs[0] == mine[0] else None,
+            }
+        )
+    return out
+
+
+def record_seed_runs(all_cards: dict[str, dict]) -> list[str]:
+    """Write ``seed_runs`` into each shipped seed-0 card that has extra seeds; returns the cards changed."""
+    from disviz.checkpoints import update_card
+
+    changed = []
+    for base, runs in seed_runs(all_cards).items():
+        if all_cards[base].get("seed_runs") != runs:
+            update_card(ROOT / base, seed_runs=runs)
+            changed.append(base)
+    return changed
+
+
 BEGIN, END = "<!-- results_table.py:begin -->", "<!-- results_table.py:end -->"
 
 
@@ -76,6 +129,8 @@ def main() -> int:
         _, tail = rest.split(END, 1)
         readme.write_text(f"{head}{BEGIN}\n{buf.getvalue()}{END}{tail}", encoding="utf-8")
         print(f"updated {readme}")
+        for base in record_seed_runs(cards()):
+            print(f"recorded its extra seeds on checkpoints/{base}/card.json")
         return 0
     tables()
     return 0
@@ -112,6 +167,31 @@ def tables() -> None:
         except KeyError:
             met = "not measured"
         print(f"| `{name}` | {text} | {shown or '—'} | {met} |")
+    seeds = seed_runs(all_cards)
+    if not seeds:
+        return
+    print()
+    print(
+        "| shipped checkpoint | seed | steps | MIG (10,000) | InfoM | InfoE | MIG track at that step | seed 0's track at the same step |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+
+    def num(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, (int, float)) else "—"
+
+    for base, runs in seeds.items():
+        s0 = scores[base]
+        last = track_mig(all_cards[base], all_cards[base]["steps"])
+        print(
+            f"| `{base}` | 0 (shipped) | {all_cards[base]['steps']:,} | {num(s0.get('mig'))} | {num(s0.get('infom'))} | "
+            f"{num(s0.get('infoe'))} | {num(last[1] if last else None)} | — |"
+        )
+        for r in runs:
+            sc = r["scores"]
+            print(
+                f"| `{base}` | {r['seed']} | {r['steps']:,} | {num(sc.get('mig'))} | {num(sc.get('infom'))} | "
+                f"{num(sc.get('infoe'))} | {num(r['track_mig'])} | {num(r['seed0_track_mig_at_same_step'])} |"
+            )
 
 
 if __name__ == "__main__":

@@ -131,11 +131,13 @@ def scan_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], bool]:
 def default_entry(entries: Sequence[CheckpointEntry], dataset: str = "dsprites") -> CheckpointEntry | None:
     """The checkpoint the app opens on: the shipped ``dataset`` model with the highest MIG its card's
     evaluate report measured (the most instructive to look at first); else the first usable entry.
-    Only ``./checkpoints`` counts, so a user's half-trained run never becomes the default."""
+    Only ``./checkpoints`` counts, so a user's half-trained run never becomes the default, and not its
+    ``seeds/`` folder: the extra seeds are there to show the spread, the shipped seed 0 is the model."""
     best, best_mig = None, -math.inf
     for e in entries:
         card = e.card or {}
-        shipped = Path(display_path(Path(e.path))).parts[:1] == ("checkpoints",)
+        parts = Path(display_path(Path(e.path))).parts
+        shipped = parts[:1] == ("checkpoints",) and parts[1:2] != ("seeds",)
         if e.error or (card.get("dataset") or {}).get("name") != dataset or not shipped:
             continue
         mig = ((card.get("metrics") or {}).get("scores") or {}).get("mig")

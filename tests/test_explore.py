@@ -254,6 +254,7 @@ def test_the_app_opens_on_the_best_shipped_dsprites_model_by_mig():
         entry("checkpoints/dsprites/broken", "dsprites", 0.9, error="bad"),
         entry("checkpoints/shapes3d/qlae", "shapes3d", 0.6),
         entry("runs/mine", "dsprites", 0.8),  # a user's own run is never the default
+        entry("checkpoints/seeds/dsprites/devae-seed1", "dsprites", 0.7),  # nor an extra seed
         entry("checkpoints/dsprites/did", "dsprites", None),
     ]
     assert default_entry(found).path == Path("checkpoints/dsprites/devae")
