@@ -230,6 +230,20 @@ def test_dsprites_ifps_are_on_the_models_scale_and_below_their_bounds():
     assert comparison["comparable"] and comparison["agree"] is not None  # the page states the verdict
 
 
+def test_shapes3d_ifps_are_on_the_models_scale():
+    """Issue 12: the shipped Shapes3D result is measured at 64×64 too (L2 over all 12,288 values), its
+    raised β start is recorded, and the page's DEFT verdict can be computed from it."""
+    from disviz.diagnostics.annealing import deft_stage_comparison, load_annealing_result
+
+    res = load_annealing_result(ROOT / "annealing" / "shapes3d.json")
+    st = res["settings"]
+    assert st["pool"] == 1 and st["scale"].startswith("64×64") and "12,288" in st["scale"]
+    assert st["recipe"] == "equilibrium" and st["beta_max"] > 70 and "raised" in st["beta_max_note"]
+    assert max(run["linear_ifp"] for run in res["runs"]) < st["beta_max"]  # no run frozen by construction
+    assert sorted(res["ordering"]) == sorted(res["factors"]) and len(res["runs"]) == 48
+    assert deft_stage_comparison(res, (10.0, 7.0, 5.0, 1.0))["comparable"]
+
+
 def test_reference_recipe_twin_uses_the_same_sweeps():
     twin = ROOT / "annealing" / "dsprites_reference.json"
     if not twin.exists():
