@@ -68,10 +68,12 @@ run dsprites betatcvae 100000 --stop-at 30292 --batch-size 64 --set lr=0.0005 --
 
 # --- extra seeds (issue 12: the seed-to-seed spread beside the shipped seed 0) ------------------
 run_seed 1 dsprites devae 100000 --stop-at 17654 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+run_seed 1 dsprites deft 100000 --stop-at 45944 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
 run shapes3d betavae 3000 --set lr=0.0005
-run shapes3d qlae 3000 --batch-size 64 --set arch=conv
+# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
+run shapes3d qlae 100000 --stop-at 39141 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d devae 1000 --batch-size 64 --set lr=0.0005
 run shapes3d did 20000 --stop-at 5641 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
 

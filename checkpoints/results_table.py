@@ -7,8 +7,8 @@ Every number comes from a card's stored ``evaluate`` report (10,000 samples, see
 training record (steps, images seen, precision, wall time, segments). ``--write`` also records the
 extra seeds (``checkpoints/seeds/<dataset>/<model>-seed<k>``) on the shipped seed-0 card as
 ``seed_runs``, so the card itself reports the seed-to-seed spread (issue 12), not only this README.
-Seeds trained for fewer steps than seed 0 are compared at the same step through both cards' MIG
-tracks (2,000 samples per point), since a 10,000-sample score at another step says little.
+Seeds trained for a different number of steps than seed 0 are also compared at one step, the last
+that both MIG tracks reached (2,000 samples per point), since scores at different steps say little.
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def seed_runs(all_cards: dict[str, dict]) -> dict[str, list[dict]]:
         if shipped is None:
             continue
         scores = (card.get("metrics") or {}).get("scores") or {}
-        mine, theirs = track_mig(card, card["steps"]), track_mig(shipped, card["steps"])
+        # compared at the last track step both runs reached (the seeds ran for different lengths)
+        mine = track_mig(card, min(card["steps"], shipped["steps"]))
+        theirs = track_mig(shipped, mine[0]) if mine else None
         out.setdefault(base, []).append(
             {
                 "checkpoint": f"checkpoints/{name}",
@@ -172,25 +174,29 @@ def tables() -> None:
         return
     print()
     print(
-        "| shipped checkpoint | seed | steps | MIG (10,000) | InfoM | InfoE | MIG track at that step | seed 0's track at the same step |"
+        "| shipped checkpoint | seed | steps | MIG (10,000) | InfoM | InfoE | track step | its MIG track there | seed 0's track there |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
 
     def num(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, (int, float)) else "—"
+
+    def step_of(point: tuple[int, float] | None) -> str:
+        return f"{point[0]:,}" if point else "—"
 
     for base, runs in seeds.items():
         s0 = scores[base]
         last = track_mig(all_cards[base], all_cards[base]["steps"])
         print(
             f"| `{base}` | 0 (shipped) | {all_cards[base]['steps']:,} | {num(s0.get('mig'))} | {num(s0.get('infom'))} | "
-            f"{num(s0.get('infoe'))} | {num(last[1] if last else None)} | — |"
+            f"{num(s0.get('infoe'))} | {step_of(last)} | {num(last[1] if last else None)} | — |"
         )
         for r in runs:
             sc = r["scores"]
             print(
                 f"| `{base}` | {r['seed']} | {r['steps']:,} | {num(sc.get('mig'))} | {num(sc.get('infom'))} | "
-                f"{num(sc.get('infoe'))} | {num(r['track_mig'])} | {num(r['seed0_track_mig_at_same_step'])} |"
+                f"{num(sc.get('infoe'))} | {step_of((r['track_step'], 0.0) if r['track_step'] else None)} | {num(r['track_mig'])} | "
+                f"{num(r['seed0_track_mig_at_same_step'])} |"
             )
 
 
