@@ -75,8 +75,7 @@ def seed_runs(all_cards: dict[str, dict]) -> dict[str, list[dict]]:
     for name, card in all_cards.items():
         if not name.startswith("seeds/"):
             continue
-        _, ds, folder = name.split("/")
-        base = f"{ds}/{folder.rsplit('-seed', 1)[0]}"
+        base = f"{card['dataset']['name']}/{card['model']}"  # the shipped seed-0 folder of the same run
         shipped = all_cards.get(base)
         if shipped is None:
             continue
@@ -181,21 +180,21 @@ def tables() -> None:
     def num(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, (int, float)) else "—"
 
-    def step_of(point: tuple[int, float] | None) -> str:
-        return f"{point[0]:,}" if point else "—"
+    def step_of(step: int | None) -> str:
+        return f"{step:,}" if step else "—"
 
     for base, runs in seeds.items():
         s0 = scores[base]
         last = track_mig(all_cards[base], all_cards[base]["steps"])
         print(
             f"| `{base}` | 0 (shipped) | {all_cards[base]['steps']:,} | {num(s0.get('mig'))} | {num(s0.get('infom'))} | "
-            f"{num(s0.get('infoe'))} | {step_of(last)} | {num(last[1] if last else None)} | — |"
+            f"{num(s0.get('infoe'))} | {step_of(last[0] if last else None)} | {num(last[1] if last else None)} | — |"
         )
         for r in runs:
             sc = r["scores"]
             print(
                 f"| `{base}` | {r['seed']} | {r['steps']:,} | {num(sc.get('mig'))} | {num(sc.get('infom'))} | "
-                f"{num(sc.get('infoe'))} | {step_of((r['track_step'], 0.0) if r['track_step'] else None)} | {num(r['track_mig'])} | "
+                f"{num(sc.get('infoe'))} | {step_of(r['track_step'])} | {num(r['track_mig'])} | "
                 f"{num(r['seed0_track_mig_at_same_step'])} |"
             )
 

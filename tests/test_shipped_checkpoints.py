@@ -191,7 +191,7 @@ def test_extra_seeds_are_reported_on_the_shipped_card(name):
     """Issue 12: every extra seed's scores stand on the shipped seed-0 card (``results_table.py --write``),
     equal to the seed's own evaluate report, with both MIG tracks at the seed's step."""
     seed_card = read_card(_folder(name))
-    base = name.removeprefix("seeds/").rsplit("-seed", 1)[0]
+    base = f"{seed_card['dataset']['name']}/{seed_card['model']}"
     records = {r["checkpoint"]: r for r in read_card(_folder(base)).get("seed_runs", [])}
     record = records.get(f"checkpoints/{name}")
     assert record is not None, f"checkpoints/{base}/card.json does not report {name}; run results_table.py --write"
