@@ -60,7 +60,8 @@ run dsprites betavae 100000 --stop-at 35778 --batch-size 64 --set lr=0.0005 --am
 run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned (fixes DEFT's β(t) schedule), shipped part-way with --stop-at; bf16 autocast
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
-run dsprites qlae 3000 --batch-size 64 --set arch=conv
+# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
+run dsprites qlae 100000 --stop-at 94709 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run dsprites ae 100000 --stop-at 30987 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites did 20000 --stop-at 7327 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
