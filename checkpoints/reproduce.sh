@@ -73,11 +73,12 @@ run_seed 1 dsprites devae 100000 --stop-at 17654 --batch-size 64 --set lr=0.0005
 run_seed 1 dsprites deft 100000 --stop-at 45944 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
-run shapes3d betavae 3000 --set lr=0.0005
+# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
+run shapes3d betavae 100000 --stop-at 12134 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run shapes3d qlae 100000 --stop-at 39141 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 # campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
-run shapes3d devae 100000 --stop-at 7390 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+run shapes3d devae 100000 --stop-at 12038 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d did 20000 --stop-at 5641 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- IFP annealing tests -------------------------------------------------------------------------
