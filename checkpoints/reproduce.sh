@@ -54,18 +54,16 @@ train_one() {
     "$PY" -m disviz evaluate "$out" --n 10000 --seed 0 --preset fast
 }
 
+# Campaign lines (issue 12): 100k steps planned (the total also fixes DEFT's β(t) schedule), shipped
+# part-way with --stop-at; bf16 autocast. DiD plans 20k generator steps.
+
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
 run dsprites betavae 100000 --stop-at 35778 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
-# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
-# campaign (issue 12): 100k planned (fixes DEFT's β(t) schedule), shipped part-way with --stop-at; bf16 autocast
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
-# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run dsprites qlae 100000 --stop-at 94709 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
-# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run dsprites ae 100000 --stop-at 30987 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites did 20000 --stop-at 7327 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
-# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run dsprites betatcvae 100000 --stop-at 30292 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- extra seeds (issue 12: the seed-to-seed spread beside the shipped seed 0) ------------------
@@ -73,11 +71,8 @@ run_seed 1 dsprites devae 100000 --stop-at 17654 --batch-size 64 --set lr=0.0005
 run_seed 1 dsprites deft 100000 --stop-at 45944 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
-# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run shapes3d betavae 100000 --stop-at 12134 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
-# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run shapes3d qlae 100000 --stop-at 39141 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
-# campaign (issue 12): 100k planned, shipped part-way with --stop-at; bf16 autocast
 run shapes3d devae 100000 --stop-at 12038 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d did 20000 --stop-at 5641 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
 
