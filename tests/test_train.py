@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +356,34 @@ def test_cli_end_to_end_with_real_model_and_dataset(tmp_path):
     card = json.loads((out / "card.json").read_text())
     assert card["model"] == "betavae" and card["steps"] == 4 and card["dataset"]["name"] == "dsprites"
     assert np.isfinite(card["history"]["loss"]).all()
+
+
+@pytest.mark.skipif(not _real_stack_ready(), reason="real models / datasets not written yet")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_train_started_with_nohup_saves_and_exits_130_on_a_signal(tmp_path, sig):
+    """A campaign run (``nohup ... &`` in a script inherits SIGINT ignored) stopped with ``kill`` keeps its steps."""
+    out = tmp_path / "bg"
+    cmd = [sys.executable, "-m", "disviz", "train", "--model", "betavae", "--dataset", "dsprites"]
+    cmd += ["--steps", "100000", "--batch-size", "4", "--out", str(out), "--device", "cpu", "--save-every", "20"]
+    cmd += ["--no-progress", "--set", "base_channels=4", "--set", "hidden=16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731  (what a background job inherits)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "card.json").is_file() and time.monotonic() < deadline:  # step 20 saved: under way
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopped at step" in err and "--resume" in err
+    card = read_card(out)
+    assert card["steps"] >= 20 and card["train"]["images_seen"] == 4 * card["steps"], card["train"]
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name], list(out.iterdir())
 
 
 def test_bench_prints_engine_and_plain_figures(capsys):

@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
 
 class CLIError(RuntimeError):
     """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def stop_cleanly_on_signals() -> None:
+    """Make Ctrl-C and SIGTERM (``kill``, the app's Stop, a scheduler) raise KeyboardInterrupt.
+
+    Long commands catch it to save their state and exit with 130. Explicit because a process started
+    in the background by a non-interactive shell (``nohup ... &``) inherits SIGINT *ignored*, and Python
+    then never raises KeyboardInterrupt: without this, such a run could only be killed, losing the
+    steps since its last save.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _add_data_option(p: argparse.ArgumentParser) -> None:

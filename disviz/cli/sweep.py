@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
+from disviz.cli import stop_cleanly_on_signals
 from disviz.sweeps import format_table, load_results, load_spec
 
 __all__ = ["cmd_bench", "cmd_sweep"]
@@ -40,11 +40,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     from disviz.sweep_runner import run_sweep
 
-    # Ctrl-C and SIGTERM (the app's Stop, a scheduler's kill) end the sweep cleanly: running trials are
-    # cancelled, the table written, exit code 130. Explicit because a process started in the background by
-    # a non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Ctrl-C and SIGTERM end the sweep cleanly: running trials are cancelled, the table written, exit 130.
+    stop_cleanly_on_signals()
     results = run_sweep(
         spec,
         resume=args.resume,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from disviz import train as engine
+from disviz.cli import stop_cleanly_on_signals
 from disviz.device import pick_device
 from disviz.train import (
     TrainConfig,
@@ -115,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar(ev)
 
     bar = ProgressBar()
+    stop_cleanly_on_signals()  # kill / Ctrl-C: save this step, exit 130, --resume goes on
     out = train(cfg, callback=callback)
     if args.no_progress and events:
         print(events[-1].message, file=sys.stderr)
