@@ -26,7 +26,8 @@ declare -A ENTRY=(
     [dsprites/devae]="devae dsprites 100000 0 --batch-size 64 --set lr=0.0005"
     [dsprites/deft]="deft dsprites 100000 0 --batch-size 64 --set lr=0.0005"
     [dsprites/betatcvae]="betatcvae dsprites 100000 0 --batch-size 64 --set lr=0.0005"
-    [dsprites/betavae]="betavae dsprites 100000 0 --batch-size 64 --set lr=0.0005"
+    # β = 6: the DeVAE paper's β-VAE baseline (β = 4, the config default, measured MIG 0.096 at 35.8k; README)
+    [dsprites/betavae]="betavae dsprites 300000 0 --batch-size 64 --set lr=0.0005 --set beta=6"
     [dsprites/qlae]="qlae dsprites 100000 0 --batch-size 64 --set arch=conv"
     [dsprites/ae]="ae dsprites 100000 0 --batch-size 64 --set arch=conv"
     [shapes3d/devae]="devae shapes3d 100000 0 --batch-size 64 --set lr=0.0005"

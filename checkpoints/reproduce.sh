@@ -54,11 +54,11 @@ train_one() {
     "$PY" -m disviz evaluate "$out" --n 10000 --seed 0 --preset fast
 }
 
-# Campaign lines (issue 12): 100k steps planned (the total also fixes DEFT's β(t) schedule), shipped
+# Campaign lines (issue 12): 100k steps planned (the total also fixes DEFT's β(t) schedule; dSprites β-VAE 300k), shipped
 # part-way with --stop-at; bf16 autocast. DiD plans 20k generator steps.
 
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
-run dsprites betavae 100000 --stop-at 35778 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+run dsprites betavae 300000 --stop-at 74454 --batch-size 64 --set lr=0.0005 --set beta=6 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites qlae 100000 --stop-at 94709 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
@@ -73,7 +73,7 @@ run_seed 1 dsprites deft 100000 --stop-at 45944 --batch-size 64 --set lr=0.0005 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
 run shapes3d betavae 100000 --stop-at 12134 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d qlae 100000 --stop-at 39141 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
-run shapes3d devae 100000 --stop-at 12038 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+run shapes3d devae 100000 --stop-at 43946 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d did 20000 --stop-at 5641 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- IFP annealing tests -------------------------------------------------------------------------
