@@ -5,6 +5,7 @@
 #   bash checkpoints/campaign.sh list                       # the entries and their state
 #   bash checkpoints/campaign.sh run dsprites/devae [MIN]   # train one segment of MIN minutes (default 60)
 #   bash checkpoints/campaign.sh ship dsprites/devae        # fp16 weights + card into checkpoints/, evaluate
+#   kill PID                                                # stop a running segment early: it saves first (exit 130)
 #
 # Where a run lives: runs/campaign/<entry>/ holds the full resume state (weights, Adam state, RNG:
 # bit-exact --resume). It is not in git. In a fresh clone the segment starts instead from the
