@@ -23,7 +23,7 @@ class CLIError(RuntimeError):
 
 
 def stop_cleanly_on_signals() -> None:
-    """Make Ctrl-C and SIGTERM (``kill``, the app's Stop, a scheduler) raise KeyboardInterrupt.
+    """Make Ctrl-C and SIGTERM (``kill``, the app's sweep Stop, a scheduler) raise KeyboardInterrupt.
 
     Long commands catch it to save their state and exit with 130. Explicit because a process started
     in the background by a non-interactive shell (``nohup ... &``) inherits SIGINT *ignored*, and Python
