@@ -331,7 +331,9 @@ class _Run:
         """The checkpoint in ``out``, refused unless model, dataset and options match; sets card and start.
 
         Only ``steps`` and ``batch_size`` may change on a resume: any other option would make the
-        continued run a different experiment under the same card.
+        continued run a different experiment under the same card. With a fresh optimiser
+        (``reset_optimizer``) ``lr`` may change too: it is a setting of the new optimiser, not of the
+        model, and each segment records the rate it ran with (e.g. a lower-rate phase after a plateau).
         """
         cfg = self.cfg
         model, card = load_checkpoint(self.out, "cpu")
@@ -356,10 +358,12 @@ class _Run:
         except ValueError as exc:
             raise TrainingError(str(exc)) from None
         changed = sorted(k for k, v in new_config.to_dict().items() if v != model.config.to_dict()[k])
-        if set(changed) - {"steps", "batch_size"}:
+        may_change = {"steps", "batch_size"} | ({"lr"} if cfg.reset_optimizer else set())
+        if set(changed) - may_change:
+            hint = "" if cfg.reset_optimizer else "; lr may change with --reset-optimizer"
             raise TrainingError(
-                f"cannot change {sorted(set(changed) - {'steps', 'batch_size'})} when resuming {self.out}; "
-                "only --steps and --batch-size may change (start a new run for other options)"
+                f"cannot change {sorted(set(changed) - may_change)} when resuming {self.out}; "
+                f"only --steps and --batch-size may change{hint} (start a new run for other options)"
             )
         model.config = new_config
         card.pop("shipped", None)  # training on: no longer the shipped weights-only state
@@ -450,6 +454,7 @@ class _Run:
             "amp": self.amp_used,
             "device": str(self.device),
             "batch_size": self.batch_size,
+            "lr": float(self.model.config.lr),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self.segment_recorded = False

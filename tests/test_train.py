@@ -104,7 +104,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     assert read_card(part)["steps"] == 6
     with pytest.raises(TrainingError, match="already holds a checkpoint.*--resume"):
         run(cfg(part, steps=12))
-    with pytest.raises(TrainingError, match="cannot change"):
+    with pytest.raises(TrainingError, match=r"cannot change \['lr'\].*lr may change with --reset-optimizer"):
         run(cfg(part, steps=12, resume=True, overrides={"lr": 0.1}))
     with pytest.raises(TrainingError, match="dataset options"):
         run(cfg(part, steps=12, resume=True, dataset_options={"noise": "0.1"}))
@@ -146,6 +146,22 @@ def test_weights_only_checkpoint_continues_with_a_fresh_optimiser_and_the_card_s
     assert segs[0]["amp"] == segs[1]["amp"] == "off"
     after = weights(resumed)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on from those weights
+    assert segs[0]["lr"] == segs[1]["lr"] == TinyConfig().lr
+
+
+def test_a_fresh_optimiser_may_change_the_learning_rate_and_the_segment_records_it(tmp_path):
+    """lr is the new optimiser's setting: allowed with --reset-optimizer, used, and on the card."""
+    out, _ = run(cfg(tmp_path / "ck", steps=6))
+    with pytest.raises(TrainingError, match=r"cannot change \['hidden'\]"):  # the model's shape may not
+        run(cfg(out, steps=10, resume=True, reset_optimizer=True, overrides={"lr": 1e-9, "hidden": 3}))
+    before = weights(out)
+    slow, _ = run(cfg(out, steps=10, resume=True, reset_optimizer=True, overrides={"lr": 1e-9}))
+    after = weights(slow)
+    # Adam moves each weight by about lr per step: 4 steps at 1e-9 leave the weights where they were
+    assert max((after[k] - before[k]).abs().max().item() for k in before) < 1e-6
+    card = read_card(slow)
+    assert card["config"]["lr"] == 1e-9
+    assert [s["lr"] for s in card["train"]["segments"]] == [TinyConfig().lr, 1e-9]
 
 
 def test_time_limit_stops_saves_and_resumes(tmp_path):

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reset-optimizer",
         action="store_true",
         help="resume from the weights in --out with a fresh optimiser (for shipped, weights-only checkpoints; "
-        "the card records the step)",
+        "the card records the step); only with it may --set lr change on a resume",
     )
     p.add_argument(
         "--time-limit",
