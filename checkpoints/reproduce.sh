@@ -30,6 +30,9 @@ wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # run DATASET MODEL STEPS [train options...]: the shipped seed-0 model in $OUT/DATASET/MODEL
 run() { train_one "$1/$2" 0 "$@"; }
 
+# MORE=1 run ... (or MORE=1 run_seed ...): a later phase of the line above it, e.g. a lower learning
+# rate: it continues that line's result with a fresh optimiser, as the campaign's segment did.
+
 # run_seed SEED DATASET MODEL STEPS [train options...]: an extra seed in $OUT/seeds/DATASET/MODEL-seedSEED
 # (shown beside the shipped seed 0 for the seed-to-seed spread; never the app's default model)
 run_seed() { local seed=$1; shift; train_one "seeds/$1/$2-seed$seed" "$seed" "$@"; }
@@ -40,7 +43,9 @@ train_one() {
     wanted "$key" || return 0
     local out="$OUT/$key" resume=()
     if [ -f "$out/card.json" ]; then
-        if grep -q '"shipped"' "$out/card.json"; then
+        if [ -n "${MORE:-}" ] && grep -q '"shipped"' "$out/card.json"; then
+            resume=(--resume --reset-optimizer)  # a later phase: the previous line's weights, a fresh optimiser
+        elif grep -q '"shipped"' "$out/card.json"; then
             echo "replacing shipped $out (restore it with: git checkout -- $out)"
             rm -rf "$out"
         else
@@ -60,6 +65,7 @@ train_one() {
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
 run dsprites betavae 300000 --stop-at 74454 --batch-size 64 --set lr=0.0005 --set beta=6 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+MORE=1 run dsprites devae 100000 --stop-at 50000 --batch-size 64 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites qlae 100000 --stop-at 94709 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites ae 100000 --stop-at 30987 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500

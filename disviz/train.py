@@ -365,6 +365,9 @@ class _Run:
                 f"cannot change {sorted(set(changed) - may_change)} when resuming {self.out}; "
                 f"only --steps and --batch-size may change{hint} (start a new run for other options)"
             )
+        # segments from before this version carry no lr: they all ran at the saved config's rate
+        for seg in card.get("train", {}).get("segments", []):
+            seg.setdefault("lr", float(model.config.lr))
         model.config = new_config
         card.pop("shipped", None)  # training on: no longer the shipped weights-only state
         self.card = card

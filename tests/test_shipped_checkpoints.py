@@ -55,9 +55,11 @@ def _dataset(name: str, options: str):
 @cache
 def _runs() -> dict[str, dict]:
     """'dataset/model' (or 'seeds/dataset/model-seedK') -> {'steps', 'seed', 'args'} from the ``run``
-    and ``run_seed`` lines of reproduce.sh."""
+    and ``run_seed`` lines of reproduce.sh; a later phase (``MORE=1 run ...``) replaces its first line's."""
     runs = {}
     for line in REPRODUCE.read_text().splitlines():
+        later_phase = line.startswith("MORE=1 ")  # continues the line above: its settings are the card's now
+        line = line.removeprefix("MORE=1 ")
         if re.match(r"^run \S+ \S+ \d+", line):
             words = shlex.split(line)
             seed, key = 0, f"{words[1]}/{words[2]}"
@@ -67,6 +69,7 @@ def _runs() -> dict[str, dict]:
             words = ["run", *words[1:]]
         else:
             continue
+        assert not later_phase or key in runs, f"reproduce.sh: 'MORE=1' line for {key} has no first phase above it"
         runs[key] = {"steps": int(words[3]), "seed": seed, "args": words[4:]}
     return runs
 

@@ -152,6 +152,9 @@ def test_weights_only_checkpoint_continues_with_a_fresh_optimiser_and_the_card_s
 def test_a_fresh_optimiser_may_change_the_learning_rate_and_the_segment_records_it(tmp_path):
     """lr is the new optimiser's setting: allowed with --reset-optimizer, used, and on the card."""
     out, _ = run(cfg(tmp_path / "ck", steps=6))
+    card = read_card(out)
+    del card["train"]["segments"][0]["lr"]  # a card written before segments recorded their rate
+    checkpoints.update_card(out, train=card["train"])
     with pytest.raises(TrainingError, match=r"cannot change \['hidden'\]"):  # the model's shape may not
         run(cfg(out, steps=10, resume=True, reset_optimizer=True, overrides={"lr": 1e-9, "hidden": 3}))
     before = weights(out)
