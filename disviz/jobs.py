@@ -114,6 +114,7 @@ class JobSpec:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     dataset_path: str | None = None
     resume: bool = False
+    reset_optimizer: bool = False  # with resume: the weights with a fresh optimiser (which may take a new lr)
     save_every: int = 1000
     log_every: int = 10
 
@@ -316,6 +317,7 @@ class TrainingManager:
             save_every=spec.save_every,
             log_every=spec.log_every,
             resume=spec.resume,
+            reset_optimizer=spec.reset_optimizer,
             num_threads=None,  # the manager sets torch's threads itself (see _limit_threads)
         )
 

@@ -360,7 +360,7 @@ class _Run:
         changed = sorted(k for k, v in new_config.to_dict().items() if v != model.config.to_dict()[k])
         may_change = {"steps", "batch_size"} | ({"lr"} if cfg.reset_optimizer else set())
         if set(changed) - may_change:
-            hint = "" if cfg.reset_optimizer else "; lr may change with --reset-optimizer"
+            hint = "" if cfg.reset_optimizer else "; lr may change with a fresh optimiser (--reset-optimizer)"
             raise TrainingError(
                 f"cannot change {sorted(set(changed) - may_change)} when resuming {self.out}; "
                 f"only --steps and --batch-size may change{hint} (start a new run for other options)"

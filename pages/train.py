@@ -271,7 +271,7 @@ def _form(models: list[str], datasets: list[str]) -> JobSpec | None:
     save_every = r[3].number_input(
         "Save every (steps)", min_value=1, value=min(1000, int(steps)), key=f"{prefix}_save_every"
     )
-    n = st.columns([3, 1])
+    n = st.columns([3, 1, 1])
     run_name = n[0].text_input(
         "Run name (folder under the runs root)",
         value=training_manager().suggest_run_name(model, dataset),
@@ -279,6 +279,13 @@ def _form(models: list[str], datasets: list[str]) -> JobSpec | None:
         help=f"Checkpoints go to {runs_root().absolute()}/<run name>. Letters, digits, _ - . only.",
     )
     resume = n[1].checkbox("Resume", key=f"{prefix}_resume", help="Continue the checkpoint already in this run folder")
+    fresh_optimizer = n[2].checkbox(
+        "Fresh optimiser",
+        key=f"{prefix}_fresh_optimizer",
+        disabled=not resume,
+        help="With resume: continue the weights with a new optimiser (shipped, weights-only checkpoints need it); "
+        "only then may the learning rate change. The card records the step.",
+    )
 
     from disviz.models.base import ModelConfig
 
@@ -313,6 +320,7 @@ def _form(models: list[str], datasets: list[str]) -> JobSpec | None:
         dataset_options=data_options,
         dataset_path=data_path or None,
         resume=resume,
+        reset_optimizer=bool(resume and fresh_optimizer),
         save_every=int(save_every),
     )
 

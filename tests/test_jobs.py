@@ -156,6 +156,12 @@ def test_stop_leaves_a_resumable_checkpoint(manager, tmp_path):
     again = manager.wait(manager.start(spec(steps=snap.step + 4, resume=True)), timeout=60)
     assert again.status == "done", again.error
     assert read_card(out)["steps"] == snap.step + 4
+    # a fresh optimiser may lower the learning rate; the card's last segment records it
+    spec_lr = spec(steps=snap.step + 6, resume=True, reset_optimizer=True, overrides={"lr": 1e-4})
+    third = manager.wait(manager.start(spec_lr), timeout=60)
+    assert third.status == "done", third.error
+    segs = read_card(out)["train"]["segments"]
+    assert segs[-1]["optimizer"] == "fresh" and segs[-1]["lr"] == 1e-4 and segs[0]["lr"] != 1e-4
 
 
 def test_second_job_on_the_same_output_is_refused(manager):

@@ -104,7 +104,9 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     assert read_card(part)["steps"] == 6
     with pytest.raises(TrainingError, match="already holds a checkpoint.*--resume"):
         run(cfg(part, steps=12))
-    with pytest.raises(TrainingError, match=r"cannot change \['lr'\].*lr may change with --reset-optimizer"):
+    with pytest.raises(
+        TrainingError, match=r"cannot change \['lr'\].*lr may change with a fresh optimiser \(--reset-optimizer\)"
+    ):
         run(cfg(part, steps=12, resume=True, overrides={"lr": 0.1}))
     with pytest.raises(TrainingError, match="dataset options"):
         run(cfg(part, steps=12, resume=True, dataset_options={"noise": "0.1"}))
