@@ -43,11 +43,13 @@ train_one() {
     wanted "$key" || return 0
     local out="$OUT/$key" resume=()
     if [ -f "$out/card.json" ]; then
-        if [ -n "${MORE:-}" ] && grep -q '"shipped"' "$out/card.json"; then
-            resume=(--resume --reset-optimizer)  # a later phase: the previous line's weights, a fresh optimiser
-        elif grep -q '"shipped"' "$out/card.json"; then
-            echo "replacing shipped $out (restore it with: git checkout -- $out)"
-            rm -rf "$out"
+        if grep -q '"shipped"' "$out/card.json"; then
+            if [ -n "${MORE:-}" ]; then
+                resume=(--resume --reset-optimizer)  # a later phase: the previous line's weights, a fresh optimiser
+            else
+                echo "replacing shipped $out (restore it with: git checkout -- $out)"
+                rm -rf "$out"
+            fi
         else
             resume=(--resume)
         fi
