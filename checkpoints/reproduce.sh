@@ -65,7 +65,7 @@ train_one() {
 # part-way with --stop-at; bf16 autocast. DiD plans 20k generator steps.
 
 # --- dSprites (procedural, 737,280 images, 5 factors) --------------------------------------------
-run dsprites betavae 300000 --stop-at 74454 --batch-size 64 --set lr=0.0005 --set beta=6 --amp bf16 --track-diffusion 1000 --save-every 500
+run dsprites betavae 300000 --stop-at 90000 --batch-size 64 --set lr=0.0005 --set beta=6 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run dsprites devae 100000 --stop-at 50000 --batch-size 64 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
