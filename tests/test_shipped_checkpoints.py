@@ -261,3 +261,39 @@ def test_reference_recipe_twin_uses_the_same_sweeps():
     assert ref["settings"]["recipe"] == "reference" and ref["settings"]["batch_size"] == 64
     assert [r["base"] for r in ref["runs"]] == [r["base"] for r in eq["runs"]]
     assert ref["settings"]["pool"] == eq["settings"]["pool"] == 1
+
+
+def _results_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_table", ROOT / "results_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_results_block_is_what_the_cards_say():
+    """checkpoints/README.md shows no number by hand: its results block is results_table.py's output
+    from the shipped cards (run ``python checkpoints/results_table.py --write`` after shipping)."""
+    import contextlib
+    import io
+
+    rt = _results_table()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rt.tables()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split(rt.BEGIN, 1)[1].split(rt.END, 1)[0]
+    assert block.strip() == buf.getvalue().strip(), "README results block is stale: run results_table.py --write"
+
+
+def test_budget_multiple_is_images_seen_over_the_first_checkpoints():
+    """Issue 12's budget (≥ 30× the first checkpoint's images): 90,000 steps of 64 = 30× 3,000 steps of 64;
+    an extra seed is measured against its shipped model's first checkpoint."""
+    rt = _results_table()
+    card = {"dataset": {"name": "dsprites"}, "model": "betavae", "steps": 90_000, "train": {"batch_size": 64}}
+    assert rt.budget_multiple("dsprites/betavae", card) == 30
+    seed = {"dataset": {"name": "dsprites"}, "model": "devae", "steps": 1, "train": {"images_seen": 96_000 * 45}}
+    assert rt.budget_multiple("seeds/dsprites/devae-seed1", seed) == 45
+    assert rt.budget_multiple("dsprites/new", {**card, "model": "new"}) is None
+    assert set(rt.FIRST_IMAGES) == set(SHIPPED)
