@@ -24,9 +24,10 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 # entry -> "model dataset steps seed [train options...]"; seed 0 is fixed before training.
 declare -A ENTRY=(
-    # DeVAE: lr 5e-4 to 35,000 steps, then the paper's 1e-4 (fresh optimiser; README segment 7); the
+    # DeVAE: lr 5e-4 to 35,000 steps, then the paper's 1e-4 (fresh optimiser; README segment 7), dSprites seed 0
+    # then the paper's batch 256 from 50,000 steps (segment 8); the
     # entries hold the rate a continued segment uses now
-    [dsprites/devae]="devae dsprites 100000 0 --batch-size 64 --set lr=0.0001"
+    [dsprites/devae]="devae dsprites 100000 0 --batch-size 256 --set lr=0.0001"
     [dsprites/deft]="deft dsprites 100000 0 --batch-size 64 --set lr=0.0005"
     [dsprites/betatcvae]="betatcvae dsprites 100000 0 --batch-size 64 --set lr=0.0005"
     # β = 6: the DeVAE paper's β-VAE baseline (β = 4, the config default, measured MIG 0.096 at 35.8k; README)
