@@ -70,6 +70,7 @@ run dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp 
 MORE=1 run dsprites devae 100000 --stop-at 50000 --batch-size 64 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run dsprites devae 100000 --stop-at 57677 --batch-size 256 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+MORE=1 run dsprites deft 100000 --stop-at 90000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites qlae 100000 --stop-at 94709 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites ae 100000 --stop-at 30987 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites did 20000 --stop-at 7327 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
