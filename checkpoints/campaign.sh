@@ -26,7 +26,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 declare -A ENTRY=(
     # DeVAE: lr 5e-4 to 35,000 steps, then the paper's 1e-4 (fresh optimiser; README segment 7), dSprites seed 0
     # then the paper's batch 256 from 50,000 steps (segment 8); the
-    # entries hold the rate a continued segment uses now
+    # entries hold the rate and batch a continued segment uses now
     [dsprites/devae]="devae dsprites 100000 0 --batch-size 256 --set lr=0.0001"
     [dsprites/deft]="deft dsprites 100000 0 --batch-size 64 --set lr=0.0005"
     [dsprites/betatcvae]="betatcvae dsprites 100000 0 --batch-size 64 --set lr=0.0005"

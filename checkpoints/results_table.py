@@ -65,9 +65,13 @@ BUDGET_FACTOR = 30
 def budget_multiple(name: str, card: dict) -> float | None:
     """Images seen ÷ the first checkpoint's images (issue 12 asks for ≥ 30), or None if it had none."""
     first = FIRST_IMAGES.get(f"{card['dataset']['name']}/{card['model']}" if name.startswith("seeds/") else name)
+    return images_seen(card) / first if first else None
+
+
+def images_seen(card: dict) -> int:
+    """The card's images seen (older cards without the record: steps × batch)."""
     t = card.get("train") or {}
-    seen = t.get("images_seen", card["steps"] * t.get("batch_size", 0))
-    return seen / first if first else None
+    return t.get("images_seen", card["steps"] * t.get("batch_size", 0))
 
 
 def cards() -> dict[str, dict]:
@@ -173,7 +177,7 @@ def tables() -> None:
     for name, card in all_cards.items():
         t = card.get("train") or {}
         s = scores[name]
-        seen = t.get("images_seen", card["steps"] * t.get("batch_size", 0))
+        seen = images_seen(card)
 
         def f(k: str, s: dict = s) -> str:
             return f"{s[k]:.3f}" if isinstance(s.get(k), (int, float)) else "—"
