@@ -73,8 +73,10 @@ run dsprites deft 100000 --stop-at 42500 --batch-size 64 --set lr=0.0005 --amp b
 MORE=1 run dsprites deft 100000 --stop-at 90000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites qlae 100000 --stop-at 94709 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites ae 100000 --stop-at 30987 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
+MORE=1 run dsprites ae 100000 --stop-at 90000 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites did 20000 --stop-at 7327 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites betatcvae 100000 --stop-at 30292 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+MORE=1 run dsprites betatcvae 100000 --stop-at 90000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- extra seeds (issue 12: the seed-to-seed spread beside the shipped seed 0) ------------------
 run_seed 1 dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
