@@ -82,7 +82,6 @@ MORE=1 run dsprites betatcvae 100000 --stop-at 90000 --batch-size 64 --set lr=0.
 run_seed 1 dsprites devae 100000 --stop-at 35000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run_seed 1 dsprites devae 100000 --stop-at 50000 --batch-size 64 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
 run_seed 1 dsprites deft 100000 --stop-at 45944 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
-MORE=1 run_seed 1 dsprites deft 100000 --stop-at 63528 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run_seed 1 dsprites deft 100000 --stop-at 90000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
