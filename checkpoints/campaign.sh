@@ -34,8 +34,9 @@ declare -A ENTRY=(
     [dsprites/betavae]="betavae dsprites 300000 0 --batch-size 64 --set lr=0.0005 --set beta=6"
     [dsprites/qlae]="qlae dsprites 100000 0 --batch-size 64 --set arch=conv"
     [dsprites/ae]="ae dsprites 100000 0 --batch-size 64 --set arch=conv"
-    # lr 5e-4 to 43,946 steps, then 1e-4 (fresh optimiser; README segment 7)
-    [shapes3d/devae]="devae shapes3d 100000 0 --batch-size 64 --set lr=0.0001"
+    # lr 5e-4 to 43,946 steps, then 1e-4 (fresh optimiser; README segment 7), then the paper's batch 256
+    # from 57,543 steps (fresh optimiser; segment 10)
+    [shapes3d/devae]="devae shapes3d 100000 0 --batch-size 256 --set lr=0.0001"
     [shapes3d/qlae]="qlae shapes3d 100000 0 --batch-size 64 --set arch=conv"
     # DiD (issue 13): narrowed to CPU widths (G/critic 16, E/H base 8) [I]; batch 160 = 5 critic chunks of 32
     [dsprites/did]="did dsprites 20000 0 --batch-size 160 --set base_channels=8 --set hidden=128"

@@ -86,6 +86,7 @@ MORE=1 run_seed 1 dsprites deft 100000 --stop-at 90000 --batch-size 64 --set lr=
 
 # --- Shapes3D look-alike (procedural, 480,000 images, 6 factors) ---------------------------------
 run shapes3d betavae 100000 --stop-at 12134 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
+MORE=1 run shapes3d betavae 100000 --stop-at 90000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d qlae 100000 --stop-at 39141 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run shapes3d qlae 100000 --stop-at 90000 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d devae 100000 --stop-at 43946 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
