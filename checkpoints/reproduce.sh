@@ -90,7 +90,8 @@ MORE=1 run shapes3d betavae 100000 --stop-at 90000 --batch-size 64 --set lr=0.00
 run shapes3d qlae 100000 --stop-at 39141 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run shapes3d qlae 100000 --stop-at 90000 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d devae 100000 --stop-at 43946 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
-MORE=1 run shapes3d devae 100000 --stop-at 57342 --batch-size 64 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
+MORE=1 run shapes3d devae 100000 --stop-at 57543 --batch-size 64 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
+MORE=1 run shapes3d devae 100000 --stop-at 67844 --batch-size 256 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
 run shapes3d did 20000 --stop-at 5641 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
 
 # --- IFP annealing tests -------------------------------------------------------------------------
