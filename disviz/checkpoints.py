@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 
 from disviz.data.base import DatasetInfo
 from disviz.errors import CheckpointError, TrainingError
-from disviz.limits import LimitError, check_parameters
+from disviz.limits import LimitError, check_parameters, read_text_bounded
 
 __all__ = [
     "CARD_FILE",
@@ -53,6 +53,7 @@ __all__ = [
     "OPTIMIZER_JSON",
     "checkpoint_lock",
     "checkpoint_summary",
+    "check_not_foreign",
     "default_checkpoint_roots",
     "is_checkpoint",
     "list_checkpoints",
@@ -325,6 +326,7 @@ def save_checkpoint(
         _recover_interrupted_swap(path)
         if path.exists() and not path.is_dir():
             raise CheckpointError(f"{path} exists and is not a folder; choose another checkpoint path")
+        check_not_foreign(path, option="checkpoint folder")
         # we hold the folder's lock, so any temp folder of it is left over from a killed save: remove it
         for stale in path.parent.glob(f".{path.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -382,6 +384,39 @@ def save_checkpoint(
     return path
 
 
+# --- foreign folders ----------------------------------------------------------------------
+def _card_is_ours(card_file: Path) -> bool:
+    """``card_file`` is a card disviz wrote (its format key), read within the JSON size bound."""
+    try:
+        card = json.loads(read_text_bounded(card_file, "card"))
+    except (OSError, UnicodeDecodeError, ValueError, LimitError):
+        return False
+    return isinstance(card, dict) and card.get("format") == FORMAT
+
+
+def check_not_foreign(path: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse a folder holding a checkpoint's files (weights, optimiser state) without a disviz card.
+
+    Why: such files were written by someone else (another library, a copy that lost its card), and
+    saving a checkpoint there would replace them; disviz never overwrites a file it did not write.
+    """
+    p = Path(path)
+    try:
+        if not p.is_dir():
+            return
+        present = sorted(name for name in _OWN_FILES if (p / name).exists())
+    except OSError:
+        return  # unreadable: the writer's own checks say so
+    if not present or (CARD_FILE in present and _card_is_ours(p / CARD_FILE)):
+        return
+    card = f"no {CARD_FILE}" if CARD_FILE not in present else f"its {CARD_FILE} was not written by disviz"
+    raise CheckpointError(
+        f"{option} {p} holds {', '.join(present)} but {card}, so writing a checkpoint "
+        f"there would replace files disviz did not write; move them elsewhere (or, for a model trained elsewhere, "
+        f"turn it into a checkpoint with `python -m disviz import`), or choose another {option}"
+    )
+
+
 # --- reading -------------------------------------------------------------------------------
 def is_checkpoint(path: str | os.PathLike[str]) -> bool:
     p = Path(path)
@@ -404,7 +439,9 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} has no {CARD_FILE}; it is not a disviz checkpoint folder (or it was copied incompletely)"
         )
     try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
+        card = json.loads(read_text_bounded(card_file, "card"))
+    except LimitError as exc:
+        raise CheckpointError(str(exc)) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"{card_file} is not valid JSON ({exc}); restore it from a copy or retrain") from None
     if not isinstance(card, dict):
@@ -454,9 +491,10 @@ def update_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
 
 
 def _model_registry() -> Mapping[str, type]:
+    from disviz.importers import IMPORTED_MODELS  # models converted from other libraries (view only)
     from disviz.models import MODELS
 
-    return MODELS
+    return {**MODELS, **IMPORTED_MODELS}
 
 
 def _build_model(card: dict[str, Any], where: Path, meta: bool = False) -> torch.nn.Module:
@@ -564,10 +602,10 @@ def load_optimizer_state(
             "--reset-optimizer (fresh optimiser from these weights) or start a new run"
         )
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        meta = json.loads(read_text_bounded(meta_file, "optimiser state"))
         with safe_open(str(tensor_file), framework="pt", device="cpu") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, ValueError, SafetensorError) as exc:
+    except (OSError, ValueError, SafetensorError, LimitError) as exc:
         raise CheckpointError(f"{path}: optimiser state is unreadable ({exc}); start a new run") from None
     saved = meta.get("optimizers", []) if isinstance(meta, dict) else None
     if not isinstance(saved, list):

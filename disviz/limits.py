@@ -15,20 +15,41 @@ import os
 from disviz.errors import UserError
 
 __all__ = [
+    "MAX_ANNEAL_RUNS",
     "MAX_BATCH",
-    "MAX_STEPS",
+    "MAX_EVAL_SAMPLES",
+    "MAX_JSON_BYTES",
     "MAX_RENDER",
+    "MAX_SEED",
+    "MAX_STEPS",
+    "MAX_TRIALS",
     "LimitError",
     "check_batch",
+    "check_count",
+    "check_file_claim",
     "check_images",
+    "check_memory",
     "check_parameters",
+    "check_seed",
     "memory_budget",
+    "read_text_bounded",
 ]
 
 MAX_BATCH = 65_536  # no model here trains usefully beyond this; the app's input maximum too
 MAX_STEPS = 100_000_000  # the app's input maximum (the papers train 200k–400k steps)
 MAX_RENDER = 100_000  # images in one `data render` grid (a 317×317-tile PNG)
 MAX_PARAMETERS = 250_000_000  # ≈ 1 GB of float32 weights; the shipped models have ≤ 15 M
+MAX_EVAL_SAMPLES = 1_000_000  # evaluate --n: 100× the papers' 10,000 (kNN MI and forests grow faster than n)
+MAX_ANNEAL_RUNS = 10_000  # factors × bases of one annealing test (the reference uses 5 × 50)
+MAX_TRIALS = 10_000  # trials of one sweep (a day of one-minute trials on 8 workers)
+MAX_JSON_BYTES = 64_000_000  # any JSON file read whole (cards, results, annealing results ≈ 1 MB)
+MAX_SEED = 2**32 - 1  # numpy's legacy range: every generator here (random, numpy, torch) takes it
+MAX_INFLATE_RATIO = 500  # uncompressed / compressed bytes of a file member read whole (deflate's
+# ceiling is ≈ 1,030; the real dSprites .npz inflates ≈ 115×, 3dshapes.h5 ≈ 23×)
+# bytes per sample of one evaluation: classes, latents, reconstruction errors and the metrics'
+# working copies (kNN distances, forest bootstraps), measured ≈ 0.6 kB at n = 10,000, ×4 headroom
+EVAL_BYTES_PER_SAMPLE = 2_400
+JSON_BYTES_PER_BYTE = 10  # Python objects of parsed JSON: ≈ 5× the text for number lists, ×2 headroom
 # bytes of training memory per image pixel value, measured on the §0 conv VAEs (fp32, forward +
 # backward + Adam temporaries): ≈ 0.5 GB RSS at batch 64 on 1-channel 64×64 → ~120 B per value, ×2 headroom
 TRAIN_BYTES_PER_VALUE = 256
@@ -67,7 +88,8 @@ def _available_bytes() -> float:
         return 8e9  # unknown platform: assume a modest machine
 
 
-def _refuse(what: str, need: float, hint: str) -> None:
+def check_memory(what: str, need: float, hint: str) -> None:
+    """Refuse ``what`` when its estimated ``need`` (bytes) exceeds the memory budget; ``hint`` says how to ask for less."""
     budget, source = memory_budget()
     if need > budget:
         raise LimitError(
@@ -87,16 +109,12 @@ def check_batch(
     if dataset_size is not None and batch_size > dataset_size:
         raise LimitError(f"{option} {batch_size:,} is larger than the dataset ({dataset_size:,} images)")
     need = batch_size * channels * 64 * 64 * TRAIN_BYTES_PER_VALUE
-    _refuse(f"{option} {batch_size:,} ({channels}-channel 64×64 images)", need, f"lower {option}")
+    check_memory(f"{option} {batch_size:,} ({channels}-channel 64×64 images)", need, f"lower {option}")
 
 
 def check_images(n: int, channels: int = 1, option: str = "--n", maximum: int = MAX_RENDER) -> None:
     """Refuse rendering more images than a grid can hold or memory can take (uint8 + float copies)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise LimitError(f"{option} must be a positive integer, got {n!r}")
-    if n > maximum:
-        raise LimitError(f"{option} {n:,} is above the maximum {maximum:,} images for one request")
-    _refuse(f"{option} {n:,} images", n * channels * 64 * 64 * 9, f"lower {option}")
+    check_count(n, option, maximum=maximum, bytes_each=channels * 64 * 64 * 9, unit="images")
 
 
 def check_parameters(count: int, what: str) -> None:
@@ -106,4 +124,66 @@ def check_parameters(count: int, what: str) -> None:
             f"{what} would have {count:,} parameters ({count * 4 / 1e9:.1f} GB of float32), above the maximum "
             f"{MAX_PARAMETERS:,}; check its config (hidden / base_channels / latent_dim)"
         )
-    _refuse(f"{what} ({count:,} parameters)", count * 4 * 4, "check its config")  # weights, grads, Adam m and v
+    check_memory(f"{what} ({count:,} parameters)", count * 4 * 4, "check its config")  # weights, grads, Adam m and v
+
+
+def check_count(
+    n: object, option: str, *, maximum: int, bytes_each: float, unit: str = "items", minimum: int = 1
+) -> int:
+    """The one rule for every count a user or a file asks for (images, samples, bases, trials, rows).
+
+    ``n`` must be an integer in [minimum, maximum] and ``n × bytes_each`` must fit the memory budget,
+    all checked before anything is allocated; returns ``n``.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum:,}"
+        raise LimitError(f"{option} must be {what}, got {n!r}")
+    if n > maximum:
+        raise LimitError(f"{option} {n:,} is above the maximum {maximum:,} {unit} for one request; ask for fewer")
+    check_memory(f"{option} {n:,} {unit}", n * bytes_each, f"lower {option}")
+    return n
+
+
+def check_seed(seed: object, option: str = "--seed") -> int:
+    """A seed every generator here accepts: an integer in [0, 2**32 − 1] (Python, numpy and torch
+    disagree beyond that: numpy's legacy seed and torch's int64 refuse or wrap other values)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise LimitError(f"{option} must be an integer from 0 to {MAX_SEED:,} (2**32 − 1), got {seed!r}")
+    return seed
+
+
+def check_file_claim(
+    what: str, claimed: float, holds: float | None = None, compressed: float | None = None, in_memory: bool = True
+) -> None:
+    """Refuse data whose header claims more than its file can hold or than memory can take.
+
+    ``claimed``: bytes the header says the data has (what a reader would allocate); ``holds``: bytes
+    actually stored for it (a stored member, allocated chunks), None when unknown; ``compressed``:
+    bytes on disk when the data is read through a decompressor (a zip bomb inflates ≈ 1,000×);
+    ``in_memory``: the reader holds it all at once (else it is streamed or memory-mapped).
+    """
+    fix = "the file is damaged or not what it claims; use the original file"
+    if holds is not None and claimed > holds:
+        raise LimitError(f"{what}: the header claims {claimed:,.0f} bytes but the file holds {holds:,.0f}; {fix}")
+    if compressed is not None and claimed > MAX_INFLATE_RATIO * max(compressed, 1.0):
+        raise LimitError(
+            f"{what}: {compressed:,.0f} compressed bytes would inflate to {claimed:,.0f} "
+            f"({claimed / max(compressed, 1.0):,.0f}×, above the {MAX_INFLATE_RATIO}× any real dataset needs); {fix}"
+        )
+    if in_memory:
+        check_memory(what, claimed, "use a smaller file")
+
+
+def read_text_bounded(path: str | os.PathLike[str], what: str, maximum: int = MAX_JSON_BYTES) -> str:
+    """The text of a file read whole (JSON, TOML), refused before reading when it is larger than
+    ``maximum`` bytes or its parsed form would not fit the memory budget. OSError / UnicodeDecodeError
+    pass through for the caller's own message."""
+    size = os.stat(path).st_size
+    if size > maximum:
+        raise LimitError(
+            f"{what} {path} is {size / 1e6:,.1f} MB, above the maximum {maximum / 1e6:,.0f} MB for such a file; "
+            "it is damaged or not a disviz file"
+        )
+    check_memory(f"{what} {path} ({size / 1e6:,.1f} MB)", size * JSON_BYTES_PER_BYTE, "use a smaller file")
+    with open(path, encoding="utf-8") as f:
+        return f.read(maximum + 1)

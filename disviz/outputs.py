@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from disviz.errors import UserError
 
-__all__ = ["OutputPathError", "atomic_write", "check_output"]
+__all__ = ["OutputPathError", "atomic_write", "check_output", "check_overwrite"]
 
 
 class OutputPathError(UserError):
@@ -29,6 +29,7 @@ def check_output(
     p = Path(path)
     if not str(path).strip():
         raise OutputPathError(f"{option} is empty; give a path")
+    _check_lengths(p, option)
     if kind == "file":
         if p.is_dir():
             raise OutputPathError(
@@ -52,6 +53,58 @@ def check_output(
             f"{option} {p}: {probe} is not writable (read-only or no permission); choose another place"
         )
     return p
+
+
+def check_overwrite(
+    path: str | os.PathLike[str], ours: Callable[[Path], bool], what: str, option: str = "--out"
+) -> None:
+    """Refuse to replace an existing file that ``ours`` does not recognise as one disviz wrote (``what``):
+    a re-run may replace its own result, never a file of the user's that happens to have the name."""
+    p = Path(path)
+    if p.is_file() and not ours(p):
+        raise OutputPathError(
+            f"{option} {p} already exists and is not {what}; disviz only replaces files it wrote: "
+            "move it or choose another name"
+        )
+
+
+# the writers here put hidden siblings next to an output (".NAME.tmp-PID-xxxxxxxx", ".NAME.old-…",
+# ".NAME.lock"): the last name must leave room for them
+SIBLING_ROOM = 32
+
+
+def _check_lengths(p: Path, option: str) -> None:
+    """Refuse names the file system cannot hold (NAME_MAX per component, PATH_MAX in all) before any
+    work, instead of an OSError traceback at the first save."""
+    full = Path(os.path.abspath(p))
+    probe = Path(full.anchor)
+    for ancestor in reversed(full.parents):  # shortest first: a too-long name must not reach stat()
+        if not os.path.isdir(ancestor):  # isdir swallows ENAMETOOLONG
+            break
+        probe = ancestor
+
+    def limit(name: str, default: int) -> int:
+        try:
+            return int(os.pathconf(probe, name))
+        except (OSError, ValueError, AttributeError):
+            return default
+
+    name_max, path_max = limit("PC_NAME_MAX", 255), limit("PC_PATH_MAX", 4096)
+    parts = p.parts
+    for i, part in enumerate(parts):
+        room = SIBLING_ROOM if i == len(parts) - 1 else 0
+        if len(os.fsencode(part)) + room > name_max:
+            why = f" ({name_max} per name, less room for temporary copies)" if room else " (NAME_MAX)"
+            raise OutputPathError(
+                f"{option}: the name {part[:40]}… is {len(os.fsencode(part)):,} bytes; this file system allows "
+                f"{name_max - room}{why}; choose a shorter name"
+            )
+    total = len(os.fsencode(os.path.abspath(p))) + SIBLING_ROOM
+    if total > path_max:
+        raise OutputPathError(
+            f"{option}: the path is {total - SIBLING_ROOM:,} bytes; this file system allows {path_max - SIBLING_ROOM:,} "
+            "(PATH_MAX, less room for temporary copies); choose a shorter path"
+        )
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:

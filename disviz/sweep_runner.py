@@ -103,7 +103,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
             marker.touch()
             os._exit(3)  # a hard death of the worker process, as an OOM kill or a segfault would be
 
-    entry: dict[str, Any] = {"sweep": task["sweep"], "trial": trial["id"], "attempts": task["attempt"]}
+    entry: dict[str, Any] = {"sweep": task["sweep"], "trial": trial["id"], "attempts": task["attempt"], **node_info()}
     try:
         train(cfg, callback=callback)
         if stopped:  # Ctrl-C reached the worker too (a terminal signals the whole process group)
@@ -147,6 +147,19 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def node_info() -> dict[str, str]:
+    """Which machine ran a trial (hostname, node IP, Ray node id): on a cluster, where to look for
+    its logs and what a slow or failing node has in common."""
+    info = {"node": socket.gethostname(), "node_ip": "", "node_id": ""}
+    with contextlib.suppress(Exception):  # outside a Ray worker (tests call run_trial directly)
+        import ray
+
+        if ray.is_initialized():
+            info["node_ip"] = ray.util.get_node_ip_address()
+            info["node_id"] = ray.get_runtime_context().get_node_id()
+    return info
+
+
 # --- Ray ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[Any]:
@@ -173,9 +186,16 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=num_cpus or default_num_cpus(), num_gpus=num_gpus, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise SweepError(f"cannot start or join {where}: {exc}") from None
+        hint = ""
+        if isinstance(exc, ray.exceptions.AuthenticationError) or "auth" in str(exc).lower():
+            hint = (
+                "; the cluster uses token authentication: set RAY_AUTH_MODE=token and give this machine the "
+                "head's token (~/.ray/auth_token or RAY_AUTH_TOKEN), see README: Sweeps"
+            )
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SweepError(f"cannot start or join {where}: {first}{hint}") from None
     try:
         yield ray
     finally:

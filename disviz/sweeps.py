@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from disviz.errors import UserError
+from disviz.limits import MAX_TRIALS, LimitError, check_count, check_seed, read_text_bounded
 from disviz.outputs import atomic_write, check_output
 
 __all__ = [
@@ -88,6 +89,8 @@ RESULTS_CSV = "results.csv"
 #: than max_retries allows (a --resume tries it again)
 STATUSES = ("pending", "queued", "running", "done", "nan", "failed")
 FINISHED = ("done", "nan")
+NODE_KEYS = ("node", "node_ip", "node_id")  # the machine that ran a trial (sweep_runner.node_info)
+TRIAL_BYTES = 20_000  # one expanded trial (ids, dicts, its table row in JSON and CSV), ×4 headroom
 
 TOP_KEYS = {
     "name": "sweep name (folder name)",
@@ -225,7 +228,9 @@ def load_spec(path: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     if not p.is_file():
         raise SweepError(f"sweep spec {p} does not exist (or is not a file); give the path of a .toml file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text_bounded(p, "sweep spec")
+    except LimitError as exc:
+        raise SweepError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SweepError(f"{p} cannot be read ({exc})") from None
     raw = parse_toml(text, str(p))
@@ -236,6 +241,14 @@ def load_spec(path: str | os.PathLike[str], out: str | os.PathLike[str] | None =
 
 def _err(where: str, msg: str) -> SweepError:
     return SweepError(f"{where}: {msg}")
+
+
+def _user_check(where: str, check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one of the shared validators (limits, evaluate, train) and word its error for this spec."""
+    try:
+        return check(*args, **kwargs)
+    except UserError as exc:
+        raise _err(where, str(exc)) from None
 
 
 def _str_list(raw: Mapping[str, Any], key: str, where: str, default: list[str] | None = None) -> list[str]:
@@ -311,12 +324,10 @@ def parse_spec(raw: Mapping[str, Any], where: str = "spec", out: str | os.PathLi
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-    ):
+    if not isinstance(seeds, list) or not seeds:
         raise _err(where, f"'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+    for s in seeds:
+        _user_check(where, check_seed, s, "'seeds'")  # the rule train's --seed applies
     if len(set(seeds)) != len(seeds):
         raise _err(where, f"'seeds' lists a seed twice: {seeds}")
     steps = _positive_int(raw.get("steps"), "steps", where)
@@ -336,10 +347,10 @@ def parse_spec(raw: Mapping[str, Any], where: str = "spec", out: str | os.PathLi
     rnd_table = dict(_table(raw, "random", where))
     samples = rnd_table.pop("samples", 1)
     random_seed = rnd_table.pop("seed", 0)
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise _err(where, f"[random] samples must be a positive integer, got {samples!r}")
-    if not isinstance(random_seed, int) or isinstance(random_seed, bool):
-        raise _err(where, f"[random] seed must be an integer, got {random_seed!r}")
+    _user_check(
+        where, check_count, samples, "[random] samples", maximum=MAX_TRIALS, bytes_each=TRIAL_BYTES, unit="draws"
+    )
+    _user_check(where, check_seed, random_seed, "[random] seed")
     rand = _split_per_model(rnd_table, "random", models, where)
     for m in models:
         for k, values in grid[m].items():
@@ -361,14 +372,24 @@ def parse_spec(raw: Mapping[str, Any], where: str = "spec", out: str | os.PathLi
             if k in fixed[m] or k in grid[m] or k in rand[m]:
                 raise _err(where, f"{k!r} is a top-level key of the spec, not a config field to set or sweep")
 
+    n_trials = (
+        len(datasets)
+        * len(seeds)
+        * sum(math.prod(len(v) for v in grid[m].values()) * (samples if rand[m] else 1) for m in models)
+    )  # counted before any trial is expanded
+    _user_check(
+        where, check_count, n_trials, "the spec's trials", maximum=MAX_TRIALS, bytes_each=TRIAL_BYTES, unit="trials"
+    )
+
     ev = _table(raw, "eval", where)
     eval_settings = _dataclass_from(EvalSettings, ev, "eval", where)
     if eval_settings.preset not in ("paper", "fast"):
         raise _err(where, f"[eval] preset must be 'paper' or 'fast', got {eval_settings.preset!r}")
     if eval_settings.sampling not in ("pool", "fresh"):
         raise _err(where, f"[eval] sampling must be 'pool' or 'fresh', got {eval_settings.sampling!r}")
-    if eval_settings.n < 20:
-        raise _err(where, f"[eval] n must be >= 20 (evaluate's minimum), got {eval_settings.n}")
+    from disviz.metrics.evaluate import check_eval_request
+
+    _user_check(where, check_eval_request, eval_settings.n, eval_settings.seed, "[eval] n", "[eval] seed")
     res = _dataclass_from(Resources, _table(raw, "resources", where), "resources", where)
     if res.num_cpus <= 0 or res.num_gpus < 0 or res.max_retries < 0 or res.threads < 0 or res.save_every <= 0:
         raise _err(
@@ -538,7 +559,7 @@ def _check_trials(spec: SweepSpec, where: str) -> None:
     config passes the model's own checks: mistakes surface here, not in trial 17 an hour later."""
     from disviz.data import load_dataset
     from disviz.models import config_for
-    from disviz.models.base import ConfigError
+    from disviz.train import check_model_request
 
     infos = {}
     for d in spec.datasets:
@@ -564,15 +585,20 @@ def _check_trials(spec: SweepSpec, where: str) -> None:
                         )
                 if section == "random" and v["dist"] != "choice" and not _same_type(defaults[k], v["low"]):
                     raise _err(where, f"[random] {k} for {m}: expected {type(defaults[k]).__name__} bounds")
+    checked: set[str] = set()
     for t in expand_trials(spec):
         overrides = dict(t.overrides)
         if t.steps:
             overrides["steps"] = t.steps
         if t.batch_size:
             overrides["batch_size"] = t.batch_size
-        try:
-            config_for(t.model, infos[t.dataset], **overrides)
-        except ConfigError as exc:
+        key = json.dumps([t.model, t.dataset, overrides], sort_keys=True, default=str)
+        if key in checked:  # seeds do not change the model: check each configuration once
+            continue
+        checked.add(key)
+        try:  # the very checks train applies before it allocates (config, parameters, batch vs memory)
+            check_model_request(t.model, infos[t.dataset], overrides)
+        except UserError as exc:
             raise _err(where, f"trial {t.id}: {exc}") from None
 
 
@@ -649,6 +675,7 @@ class SweepResults:
             "train_s": None,
             "eval_s": None,
             "scores": {},
+            **dict.fromkeys(NODE_KEYS),  # which machine ran it (sweep_runner.node_info)
             "checkpoint": t.id,
             "error": "",
             "finished": None,
@@ -697,7 +724,7 @@ def _recover_from_card(folder: Path, t: Trial) -> dict[str, Any] | None:
         return None
     return {
         k: entry[k]
-        for k in ("status", "attempts", "wall_s", "train_s", "eval_s", "scores", "error", "finished")
+        for k in ("status", "attempts", "wall_s", "train_s", "eval_s", "scores", "error", "finished", *NODE_KEYS)
         if k in entry
     }
 
@@ -718,7 +745,9 @@ def load_results(folder: str | os.PathLike[str], live: bool = False) -> dict[str
     statuses as ``live_status`` reports them."""
     path = Path(folder) / RESULTS_JSON
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(path, "sweep results"))
+    except LimitError as exc:
+        raise SweepError(str(exc)) from None
     except FileNotFoundError:
         raise SweepError(
             f"{folder} holds no {RESULTS_JSON}; it is not a sweep folder (run python -m disviz sweep)"
@@ -749,10 +778,11 @@ def flat_rows(data: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]
     """(header, rows): one flat dict per trial, a column per hyper-parameter and per score."""
     hp, metrics = table_columns(data)
     header = ["trial", "model", "dataset", *hp, "seed", "steps", "status", "attempts", "wall_s", *metrics]
-    header += ["config", "checkpoint", "error"]
+    header += [*NODE_KEYS, "config", "checkpoint", "error"]
     rows = []
     for r in data["trials"]:
-        flat = {k: r.get(k) for k in ("trial", "model", "dataset", "seed", "steps", "status", "attempts", "wall_s")}
+        keys = ("trial", "model", "dataset", "seed", "steps", "status", "attempts", "wall_s", *NODE_KEYS)
+        flat = {k: r.get(k) for k in keys}
         flat.update({k: (r.get("hparams") or {}).get(k) for k in hp})
         flat.update({k: (r.get("scores") or {}).get(k) for k in metrics})
         flat["config"] = " ".join(f"{k}={_fmt(v)}" for k, v in sorted((r.get("config") or {}).items()))
@@ -774,7 +804,7 @@ def results_csv(data: Mapping[str, Any]) -> str:
 def format_table(data: Mapping[str, Any]) -> str:
     """The table for a terminal (``sweep SPEC --report``): short columns, scores to 3 decimals."""
     header, rows = flat_rows(data)
-    header = [h for h in header if h not in ("config", "checkpoint", "error")]
+    header = [h for h in header if h not in ("node_ip", "node_id", "config", "checkpoint", "error")]
 
     def cell(v: Any) -> str:
         if v is None:

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from disviz.checkpoints import (
+    check_not_foreign,
     checkpoint_lock,
     is_checkpoint,
     load_checkpoint,
@@ -72,13 +73,14 @@ from disviz.checkpoints import (
 )
 from disviz.device import pick_device
 from disviz.errors import TrainingError, UserError
-from disviz.limits import check_batch, check_parameters
+from disviz.limits import check_batch, check_parameters, check_seed
 from disviz.outputs import check_output
 
 __all__ = [
     "TrainConfig",
     "TrainEvent",
     "TrainHook",
+    "check_model_request",
     "engine_ips",
     "parse_key_values",
     "plain_loop_ips",
@@ -177,6 +179,7 @@ def _validate(cfg: TrainConfig) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise TrainingError(f"{name} must be a positive integer, got {value!r}")
 
+    check_seed(cfg.seed, "seed")
     positive("steps", cfg.steps, allow_none=True)
     positive("batch_size", cfg.batch_size, allow_none=True)
     positive("save_every", cfg.save_every)
@@ -198,6 +201,7 @@ def _validate(cfg: TrainConfig) -> None:
     if not str(cfg.out):
         raise TrainingError("out (the checkpoint folder) must be given")
     check_output(cfg.out, "folder")  # before the lock and any work: read-only places, paths under a file
+    check_not_foreign(cfg.out)  # weights without a disviz card: never replaced, not even with --resume
 
 
 def speed_up_optimizers(optimizers: list[torch.optim.Optimizer], impl: str, device: torch.device) -> str:
@@ -272,6 +276,21 @@ def _dataset_path(dataset: Any, given: str | None) -> str | None:
         if isinstance(value, (str, os.PathLike)) and str(value):
             return str(value)
     return given
+
+
+def check_model_request(model: str, info: Any, overrides: dict[str, Any]) -> None:
+    """The checks ``train`` applies to a new model before allocating it (config values, parameter
+    count, batch size against the memory budget), on a shapes-only copy; sweeps run the same ones
+    on every trial before anything starts."""
+    try:
+        with torch.device("meta"):  # shapes only: budgets are checked before any allocation
+            probe = _create_model(model, info, overrides)
+        check_parameters(sum(p.numel() for p in probe.parameters()), f"model {model!r}")
+        check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes))
+    except UserError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise TrainingError(f"cannot build model {model!r}: {exc}") from None
 
 
 class _NonFinite(Exception):
@@ -377,11 +396,8 @@ class _Run:
     def _build_new_model(self, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
         """A fresh model and card; memory budgets are checked on a shapes-only copy first."""
         cfg = self.cfg
+        check_model_request(cfg.model, info, overrides)
         try:
-            with torch.device("meta"):  # shapes only: budgets are checked before any allocation
-                probe = _create_model(cfg.model, info, overrides)
-            check_parameters(sum(p.numel() for p in probe.parameters()), f"model {cfg.model!r}")
-            check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes))
             model = _create_model(cfg.model, info, overrides)
         except UserError:
             raise

@@ -65,19 +65,50 @@ def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.
     return grid
 
 
+# what marks a rendered grid as ours (so a second render may replace it, and nothing else is replaced)
+_MARK_TEXT = "disviz data render"
+
+
+def _mark(suffix: str) -> dict[str, object]:
+    """Save options that mark an image as this command's: PNG text, JPEG comment (WebP: none)."""
+    if suffix == ".png":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("Software", _MARK_TEXT)
+        return {"pnginfo": info}
+    if suffix in (".jpg", ".jpeg"):
+        return {"comment": _MARK_TEXT.encode()}
+    return {}
+
+
+def _rendered_here(path: Path) -> bool:
+    """An image this command wrote (its PNG text / JPEG comment); WebP carries no mark."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mark = im.info.get("Software") or im.info.get("comment")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+    return mark in (_MARK_TEXT, _MARK_TEXT.encode())
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     """`data render NAME`: a PNG grid of random samples (to see what a model will be trained on)."""
     from PIL import Image
 
-    from disviz.limits import check_images
-    from disviz.outputs import check_output
+    from disviz.limits import check_images, check_seed
+    from disviz.outputs import check_output, check_overwrite
 
     out = check_output(args.out, "file", (".png", ".jpg", ".jpeg", ".webp"))
+    check_overwrite(out, _rendered_here, "a grid rendered by disviz")
+    check_seed(args.seed)
     ds = _load(args)
     check_images(args.n, ds.channels)
     images, _ = ds.sample(args.n, np.random.default_rng(args.seed))
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images)).save(out)
+    Image.fromarray(image_grid(images)).save(out, **_mark(out.suffix.lower()))
     print(f"wrote {out} ({args.n} samples of {ds.name})")
     return 0
 

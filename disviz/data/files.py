@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +24,7 @@ import numpy as np
 from disviz.data.base import GroundTruthDataset
 from disviz.data.dsprites import PackedGrid, _gather, cache_dir, index_uniform
 from disviz.errors import DatasetError
+from disviz.limits import LimitError, check_file_claim
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SHAPES3D_FILE = "3dshapes.h5"
@@ -107,8 +110,32 @@ def _read_header(fp: IO[bytes], path: Path, key: str) -> tuple[tuple[int, ...], 
     return tuple(shape), dtype
 
 
+def _claim(what: str, claimed: float, holds: float | None, compressed: float | None, in_memory: bool = True) -> None:
+    """``limits.check_file_claim`` with its refusal as this loader's DatasetError."""
+    try:
+        check_file_claim(what, claimed, holds, compressed, in_memory=in_memory)
+    except LimitError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def _check_member(
+    info: zipfile.ZipInfo, fp: IO[bytes], path: Path, key: str, in_memory: bool = True
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Header of an .npy member (``fp`` just opened), checked against what the member holds: its
+    array bytes must fit in the member, and (read whole) the memory budget and a sane inflation."""
+    shape, dtype = _read_header(fp, path, key)
+    header_len = fp.tell()
+    claimed = math.prod(shape) * dtype.itemsize
+    compressed = info.compress_size if info.compress_type != zipfile.ZIP_STORED else None
+    _claim(f"{path}: member {key!r} {shape} {dtype}", claimed, info.file_size - header_len, compressed, in_memory)
+    return shape, dtype
+
+
 def _read_small(zf: zipfile.ZipFile, key: str, path: Path, expected: str) -> np.ndarray:
-    with zf.open(_npz_member(zf, key, path, expected)) as fp:
+    info = _npz_member(zf, key, path, expected)
+    with zf.open(info) as fp:
+        _check_member(info, fp, path, key)
+    with zf.open(info) as fp:
         try:
             return np.lib.format.read_array(fp, allow_pickle=False)
         except ValueError as exc:
@@ -140,7 +167,7 @@ def load_dsprites_grid(path: Path, chunk: int = 16384) -> PackedGrid:
         values = _read_small(zf, "latents_values", path, _DSPRITES_KEYS)
         info = _npz_member(zf, "imgs", path, _DSPRITES_KEYS)
         with zf.open(info) as fp:
-            shape, dtype = _read_header(fp, path, "imgs")
+            shape, dtype = _check_member(info, fp, path, "imgs", in_memory=False)  # streamed in chunks
             n = shape[0] if shape else 0
             if len(shape) != 3 or shape[1:] != (64, 64) or dtype != np.uint8:
                 raise DatasetError(f"{path}: imgs has shape {shape} dtype {dtype}; expected {_DSPRITES_KEYS}")
@@ -236,6 +263,8 @@ class Shapes3DFile(GroundTruthDataset):
             raise DatasetError(
                 f"{self.path}: images {imgs.shape} {imgs.dtype}, labels {labels.shape}; expected {_SHAPES3D_KEYS}"
             )
+        _check_h5(self.path, "images", imgs, in_memory=False)  # read lazily, batch by batch
+        _check_h5(self.path, "labels", labels)  # read whole below
         lab = np.asarray(labels[:], dtype=np.float64)
         cols = [np.unique(np.round(lab[:, k], 4), return_inverse=True) for k in range(6)]
         self.factor_names = list(FACTOR_NAMES)
@@ -261,6 +290,20 @@ class Shapes3DFile(GroundTruthDataset):
         return np.asarray(self._images[uniq])[inv.ravel()]
 
 
+def _check_h5(path: Path, key: str, dset: Any, in_memory: bool = True) -> None:
+    """An HDF5 dataset's extent against what the file stores for it: chunks never written read as
+    fill values, so a 1.7 KB file can claim 10⁹ rows; uncompressed data must be stored in full and
+    compressed data within a sane inflation."""
+    claimed = math.prod(dset.shape) * dset.dtype.itemsize
+    try:
+        stored = dset.id.get_storage_size()
+        filtered = dset.id.get_create_plist().get_nfilters() > 0
+    except Exception as exc:  # h5py raises its own errors for damaged files
+        raise DatasetError(f"{path}: dataset {key!r} cannot be inspected ({exc})") from None
+    what = f"{path}: dataset {key!r} {tuple(dset.shape)} {dset.dtype}"
+    _claim(what, claimed, None if filtered else stored, stored if filtered else None, in_memory)
+
+
 # --- SmallNORB --------------------------------------------------------------------------------------
 _NORB_DTYPES = {
     0x1E3D4C55: np.uint8,
@@ -273,24 +316,35 @@ _NORB_DTYPES = {
 
 def read_norb_matrix(path: Path) -> np.ndarray:
     """One SmallNORB "binary matrix" file (.mat or .mat.gz): magic, ndim, dims, data (little-endian)."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    gz = path.suffix == ".gz"
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise DatasetError(f"{path}: too short to be a SmallNORB binary matrix")
+            magic, ndim = np.frombuffer(head, "<i4")
+            dtype = _NORB_DTYPES.get(int(magic) & 0xFFFFFFFF)
+            if dtype is None or not 0 < ndim <= 8:
+                raise DatasetError(f"{path}: bad SmallNORB magic 0x{int(magic) & 0xFFFFFFFF:08X} / ndim {ndim}")
+            nd = max(3, int(ndim))
+            dims = tuple(int(d) for d in np.frombuffer(f.read(4 * nd), "<i4")[:ndim])
+            if len(dims) != ndim or min(dims) < 0:
+                raise DatasetError(f"{path}: SmallNORB header is truncated or has negative sizes {dims}")
+            claimed = math.prod(dims) * np.dtype(dtype).itemsize
+            on_disk = path.stat().st_size
+            # checked before the data is read: the file must hold it (raw) or not inflate absurdly (gz)
+            _claim(
+                f"{path}: SmallNORB matrix {dims}",
+                claimed,
+                None if gz else on_disk - 8 - 4 * nd,
+                on_disk if gz else None,
+            )
+            raw = f.read(claimed + 1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: cannot read SmallNORB matrix ({exc})") from None
-    if len(raw) < 8:
-        raise DatasetError(f"{path}: too short to be a SmallNORB binary matrix")
-    magic, ndim = np.frombuffer(raw[:8], "<i4")
-    dtype = _NORB_DTYPES.get(int(magic) & 0xFFFFFFFF)
-    if dtype is None or not 0 < ndim <= 8:
-        raise DatasetError(f"{path}: bad SmallNORB magic 0x{int(magic) & 0xFFFFFFFF:08X} / ndim {ndim}")
-    nd = max(3, int(ndim))
-    dims = tuple(int(d) for d in np.frombuffer(raw[8 : 8 + 4 * nd], "<i4")[:ndim])
-    data = np.frombuffer(raw[8 + 4 * nd :], np.dtype(dtype).newbyteorder("<"))
-    if data.size != int(np.prod(dims)):
-        raise DatasetError(f"{path}: header says {dims} but holds {data.size} elements")
-    return data.reshape(dims)
+    if len(raw) != claimed:
+        raise DatasetError(f"{path}: header says {dims} but holds {len(raw) // np.dtype(dtype).itemsize} elements")
+    return np.frombuffer(raw, np.dtype(dtype).newbyteorder("<")).reshape(dims)
 
 
 def _smallnorb_paths(folder: Path, strict: bool = True) -> dict[str, dict[str, Path]] | None:
@@ -412,13 +466,21 @@ class MPI3D(GroundTruthDataset):
         self.path = Path(path)
         with _open_zip(self.path, _MPI3D_KEYS) as zf:
             info = _npz_member(zf, "images", self.path, _MPI3D_KEYS)
+            stored = info.compress_type == zipfile.ZIP_STORED
             with zf.open(info) as fp:
-                shape, dtype = _read_header(fp, self.path, "images")
-                header_len = fp.tell() if hasattr(fp, "tell") else None
+                shape, dtype = _check_member(info, fp, self.path, "images", in_memory=not stored)
+                header_len = fp.tell()
             if len(shape) != 4 or shape[1:] != (64, 64, 3) or dtype != np.uint8:
                 raise DatasetError(f"{self.path}: images has shape {shape} dtype {dtype}; expected {_MPI3D_KEYS}")
-            if info.compress_type == zipfile.ZIP_STORED and header_len is not None:
+            if stored:
                 offset = _member_data_offset(self.path, info) + header_len
+                _claim(  # the zip directory may lie too: the mapped bytes must lie inside the file
+                    f"{self.path}: member 'images' {shape}",
+                    offset + math.prod(shape),
+                    self.path.stat().st_size,
+                    None,
+                    in_memory=False,
+                )
                 self._images = np.memmap(self.path, dtype=np.uint8, mode="r", offset=offset, shape=shape)
             elif info.file_size <= self.max_compressed_bytes:
                 self._images = _read_small(zf, "images", self.path, _MPI3D_KEYS)

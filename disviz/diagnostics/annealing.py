@@ -92,6 +92,7 @@ from torch.nn import functional as F
 from disviz.data.base import GroundTruthDataset
 from disviz.device import pick_device
 from disviz.errors import DatasetError, TrainingError, UserError
+from disviz.limits import MAX_ANNEAL_RUNS, LimitError, check_count, check_seed, read_text_bounded
 from disviz.models.base import _cast_like
 
 FORMAT = "disviz-annealing"
@@ -649,6 +650,20 @@ def _summary(values: list[float | None]) -> dict[str, Any]:
     }
 
 
+def check_anneal_runs(bases: int, n_factors: int, sweep_len: int, channels: int, cfg: AnnealConfig) -> None:
+    """Refuse factors × bases runs that cannot fit, before any sweep is rendered: each run holds its
+    sweep as float copies (data, padded batch, activations) and its own MLP with Adam state."""
+    pixels = channels * (64 // cfg.pool) ** 2
+    per_run = sweep_len * pixels * 4 * 4 + pixels * cfg.hidden * 2 * 4 * 4
+    check_count(
+        bases,
+        "--bases",
+        maximum=max(1, MAX_ANNEAL_RUNS // max(n_factors, 1)),
+        bytes_each=n_factors * per_run,
+        unit=f"bases ({n_factors} factors each: at most {MAX_ANNEAL_RUNS:,} runs)",
+    )
+
+
 def run_annealing(
     dataset: GroundTruthDataset | str,
     factors: Sequence[str] | None = None,
@@ -679,8 +694,8 @@ def run_annealing(
     if label_free and "latent_dim" not in config:
         cfg.latent_dim = 10
     cfg.validate()
-    if bases < 1:
-        raise TrainingError(f"bases must be >= 1, got {bases}")
+    check_seed(seed)
+    check_count(bases, "--bases", maximum=MAX_ANNEAL_RUNS, bytes_each=0, unit="bases")
     dev = pick_device(device)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -691,6 +706,7 @@ def run_annealing(
     bounds: list[float] = []
     if not label_free:
         names = resolve_factors(ds, factors)
+        check_anneal_runs(bases, len(names), max(ds.factor_sizes[ds.factor_names.index(n)] for n in names), c, cfg)
         rng = np.random.default_rng(seed)
         for name in names:
             for base in ds.sample_factors(bases, rng):
@@ -878,7 +894,9 @@ def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.is_file():
         raise AnnealingResultError(f"{p}: no such annealing result file; create one with `python -m disviz anneal`")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(read_text_bounded(p, "annealing result"))
+    except LimitError as exc:
+        raise AnnealingResultError(str(exc)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnnealingResultError(f"{p}: not valid JSON ({exc}); re-run `python -m disviz anneal`") from None
     fix = "re-run `python -m disviz anneal` to regenerate it"
@@ -889,6 +907,20 @@ def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     for key, typ in (("settings", dict), ("runs", list), ("factors", dict), ("threshold", (int, float))):
         if not isinstance(data.get(key), typ):
             raise AnnealingResultError(f"{p}: missing or malformed {key!r}; {fix}")
+    for key, kinds in _SETTINGS_TYPES.items():
+        value = data["settings"].get(key)
+        if value is not None and not _typed(value, kinds):
+            raise AnnealingResultError(
+                f"{p}: settings.{key} must be {' or '.join(kinds)}, found {type(value).__name__} {value!r}; {fix}"
+            )
+    for key, kinds in (
+        ("mode", ("str",)),
+        ("ordering", ("names",)),
+        ("label_free", ("dict",)),
+        ("elapsed_s", ("number",)),
+    ):
+        if data.get(key) is not None and not _typed(data[key], kinds):
+            raise AnnealingResultError(f"{p}: {key!r} must be {' or '.join(kinds)}; {fix}")
     if not _is_number(data["threshold"]) or not data["threshold"] > 0:
         raise AnnealingResultError(f"{p}: 'threshold' must be a finite number > 0, found {data['threshold']!r}; {fix}")
     for i, run in enumerate(data["runs"]):
@@ -919,6 +951,44 @@ def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+# the type of every settings entry a page or the CLI reads (absent or null is allowed: older results)
+_SETTINGS_TYPES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        ("dataset", "device", "recipe", "schedule", "arch", "activation", "beta_max_note", "scale"), ("str",)
+    ),
+    **dict.fromkeys(("label_free", "antithetic"), ("bool",)),
+    **dict.fromkeys(
+        (
+            "seed",
+            "steps",
+            "window",
+            "batch_size",
+            "hidden",
+            "base_channels",
+            "pool",
+            "latent_dim",
+            "warmup",
+            "max_points",
+        ),
+        ("int",),
+    ),
+    **dict.fromkeys(("gamma", "threshold", "lr", "latent_init", "beta_max", "stop_recon"), ("number",)),
+    "dataset_options": ("dict",),
+}
+
+
+def _typed(value: Any, kinds: tuple[str, ...]) -> bool:
+    checks = {
+        "str": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": _is_number,
+        "dict": lambda v: isinstance(v, dict),
+        "names": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    }
+    return any(checks[k](value) for k in kinds)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -936,9 +1006,19 @@ def recipe_out_path(out: str | os.PathLike[str], recipe: str) -> Path:
 
 def check_result_path(path: str | os.PathLike[str]) -> Path:
     """Fail before a long run, not after it, when the result could not be written there."""
-    from disviz.outputs import check_output
+    from disviz.outputs import check_output, check_overwrite
 
-    return check_output(path, "file", (".json",))
+    out = check_output(path, "file", (".json",))
+    check_overwrite(out, _is_annealing_result, "an annealing result")
+    return out
+
+
+def _is_annealing_result(path: Path) -> bool:
+    try:
+        data = json.loads(read_text_bounded(path, "annealing result"))
+    except (OSError, ValueError, LimitError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
 
 
 def deft_thresholds(dataset: str, checkpoints: str | os.PathLike[str] = "checkpoints") -> tuple[tuple[float, ...], str]:

@@ -112,6 +112,18 @@ def score_latents(
     return scores, details, timings
 
 
+def check_eval_request(n: object, seed: object, option: str = "--n", seed_option: str = "--seed") -> None:
+    """What ``evaluate`` accepts, checked before anything is encoded (and by sweep specs before they
+    start): 20 <= n <= MAX_EVAL_SAMPLES within the memory budget, and a seed every generator takes."""
+    from disviz.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count, check_seed
+
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 20:
+        raise MetricError(f"evaluate needs {option} >= 20 samples (got {n}); the metrics are meaningless below that")
+    # n encodings + n/2 test encodings
+    check_count(n, option, maximum=MAX_EVAL_SAMPLES, bytes_each=1.5 * EVAL_BYTES_PER_SAMPLE, unit="samples")
+    check_seed(seed, seed_option)
+
+
 def _model_encoder(model: Any, device: Any, batch: int = 256) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
@@ -158,8 +170,7 @@ def evaluate(
         raise MetricError(f"unknown sampling {sampling!r}; choose 'pool' or 'fresh'")
     if preset not in PRESETS:
         raise MetricError(f"unknown preset {preset!r}; choose 'paper' or 'fast'")
-    if n < 20:
-        raise MetricError(f"evaluate needs n >= 20 samples (got {n}); the metrics are meaningless below that")
+    check_eval_request(n, seed)
     if device is None:
         params = list(model.parameters())
         device = params[0].device if params else torch.device("cpu")
@@ -302,10 +313,15 @@ def evaluate_checkpoint(
     instead of a report of old weights stored into a newer card; the weights' digest is checked
     again before storing for the same reason.
     """
-    from disviz.checkpoints import checkpoint_lock, load_checkpoint, update_card
+    from disviz.checkpoints import MODEL_FILE, checkpoint_lock, load_checkpoint, read_card, update_card
     from disviz.data import load_dataset
     from disviz.device import pick_device
+    from disviz.errors import CheckpointError
 
+    read_card(path)  # a missing path, a file or a folder without a card: one clear error, no lock taken
+    if not (Path(path) / MODEL_FILE).is_file():
+        raise CheckpointError(f"{path} has no {MODEL_FILE}; the checkpoint is incomplete, retrain or copy it again")
+    check_eval_request(n, seed)
     device = pick_device(device) if isinstance(device, str) else device
     with checkpoint_lock(path, purpose="evaluate"):
         weights_hash = weights_digest(path)
