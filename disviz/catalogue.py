@@ -117,6 +117,8 @@ def _entry(path: Path) -> CheckpointEntry | None:
         sweep = card.get("sweep")
         name = sweep.get("sweep") if isinstance(sweep, dict) and sweep.get("sweep") else path.parent.name
         prefix = f"[sweep {name}] "
+    if isinstance(card.get("imported"), dict):  # converted from another library (disviz.importers)
+        prefix = f"[imported {card['imported'].get('format', '?')}] "
     return CheckpointEntry(path, f"{prefix}{name} — {checkpoint_summary(card)}", card, None, mtime)
 
 
