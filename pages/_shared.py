@@ -22,6 +22,7 @@ import streamlit as st  # noqa: E402
 
 from disviz import explore  # noqa: E402
 from disviz.errors import UserError  # noqa: E402
+from pages._import_panel import import_panel  # noqa: E402
 
 CKPT_KEY = "ckpt"  # session_state: the selected checkpoint path (str)
 SWEEP_OPENED = "sweep_opened"  # session_state: sweep trials opened from the Sweeps page (listed in the picker)
@@ -150,6 +151,7 @@ def sidebar() -> None:
                 st.error("This checkpoint is broken; see the page for details.")
             else:
                 st.caption(entry.label.split(" — ", 1)[-1])
+        import_panel()  # "Open a model trained elsewhere" (pages/_import_panel.py)
         st.text_input("Add a checkpoint folder", key="extra_folder", on_change=_add_folder, placeholder="/path/to/runs")
         if st.session_state.get("extra_folder_error"):
             st.warning(st.session_state["extra_folder_error"])

@@ -368,3 +368,33 @@ def test_torchscript_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelImportError, match="cannot be loaded"):
         import_model(tmp_path / "c.toml", tmp_path / "m", "dsprites")
     assert not (tmp_path / "m").exists()
+
+
+# --- the app's sidebar panel ------------------------------------------------------------------
+_PANEL_APP = """
+import sys
+sys.path.insert(0, {root!r})
+import streamlit as st
+from pages._import_panel import import_panel
+with st.sidebar:
+    import_panel()
+st.write("picked", st.session_state.get("ckpt_pick"))
+"""
+
+
+def test_app_panel_imports_and_selects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_string(_PANEL_APP.format(root=str(ROOT)), default_timeout=60).run()
+    at.text_input(key="imp_path").input(str(FIXTURES / "disent_betavae_conv64.ckpt"))
+    at.selectbox(key="imp_dataset").select("shapes3d")  # wrong: a 1-channel model
+    at.text_input(key="imp_name").input("conv64")
+    at.button(key="imp_go").click().run()
+    assert "1-channel" in at.sidebar.error[0].value and not (tmp_path / "runs" / "imported" / "conv64").exists()
+    at.selectbox(key="imp_dataset").select("dsprites")
+    at.button(key="imp_go").click().run()
+    out = (tmp_path / "runs" / "imported" / "conv64").resolve()
+    assert not at.sidebar.error and "Imported" in at.sidebar.success[0].value
+    assert at.session_state["ckpt_pick"] == str(out)
+    assert read_card(out)["imported"]["source"] == "disent_betavae_conv64.ckpt"
