@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,12 +92,51 @@ def list_entries(
     for path in list_checkpoints(roots):
         if is_sweep_trial(path) and path.resolve() not in extra:
             continue
-        out.append(_entry(path))
-    listed = {e.path.resolve() for e in out}
+        out.append(_remembered_entry(path))
+    listed = {e.path.resolve() for e in out if e is not None}
     for path in extra:
         if path not in listed and (path / "card.json").is_file():
-            out.append(_entry(path))
+            out.append(_remembered_entry(path))
     return [e for e in out if e is not None]
+
+
+_ENTRY_MEMO: OrderedDict[tuple[str, str], tuple[tuple[int, ...], CheckpointEntry | None]] = OrderedDict()
+_ENTRY_MEMO_SIZE = 2048  # entries (a class's server lists the same few dozen folders again and again)
+_ENTRY_LOCK = threading.Lock()
+
+
+def _file_stamp(path: Path) -> tuple[int, ...]:
+    stamp: list[int] = []
+    for name in ("card.json", "model.safetensors"):
+        try:
+            st = (path / name).stat()
+            stamp += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            stamp += [-1, -1]
+    return tuple(stamp)
+
+
+def _remembered_entry(path: Path) -> CheckpointEntry | None:
+    """``_entry(path)``, parsed again only when card.json or the weights changed (mtime / size).
+
+    Why: cards of long runs hold their training history (~1 MB of JSON); parsing every card on every
+    page load was most of a page load's server CPU. Shared by all sessions; read-only; bounded.
+    The key includes the working directory because the entry's label is relative to it.
+    """
+    key = (str(path.resolve()), os.getcwd())
+    stamp = _file_stamp(path)
+    with _ENTRY_LOCK:
+        hit = _ENTRY_MEMO.get(key)
+        if hit is not None and hit[0] == stamp:
+            _ENTRY_MEMO.move_to_end(key)
+            return hit[1]
+    entry = _entry(path)
+    with _ENTRY_LOCK:
+        _ENTRY_MEMO[key] = (stamp, entry)
+        _ENTRY_MEMO.move_to_end(key)
+        while len(_ENTRY_MEMO) > _ENTRY_MEMO_SIZE:
+            _ENTRY_MEMO.popitem(last=False)
+    return entry
 
 
 def _entry(path: Path) -> CheckpointEntry | None:

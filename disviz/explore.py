@@ -23,6 +23,7 @@ from disviz.catalogue import (
     checkpoint_roots,
     dataset_for_card,
     default_entry,
+    display_path,
     list_entries,
     load_model,
     scan_folder,
@@ -34,7 +35,16 @@ from disviz.diagnostics.annealing_view import (
     recipe_comparison,
     recipe_twins,
 )
-from disviz.latents import LatentStats, decode, encode, latent_stats, normalised_mi, row_labels, sort_latents
+from disviz.latents import (
+    LatentStats,
+    decode,
+    encode,
+    latent_stats,
+    normalised_mi,
+    reconstruction_quality,
+    row_labels,
+    sort_latents,
+)
 from disviz.reports import SCORES, find_matrix, info_of, report_settings, score_table, stage_starts
 from disviz.traversal import (
     RANGE_MODES,
@@ -71,6 +81,7 @@ __all__ = [
     "dataset_for_card",
     "decode",
     "default_entry",
+    "display_path",
     "encode",
     "find_matrix",
     "info_of",
@@ -85,6 +96,7 @@ __all__ = [
     "recipe_comparison",
     "recipe_twins",
     "report_settings",
+    "reconstruction_quality",
     "row_labels",
     "scan_folder",
     "score_table",

@@ -24,6 +24,7 @@ __all__ = [
     "encode",
     "latent_stats",
     "normalised_mi",
+    "reconstruction_quality",
     "row_labels",
     "sort_latents",
 ]
@@ -54,6 +55,22 @@ def decode(model: Any, z: np.ndarray) -> np.ndarray:
     zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=dev)  # zt: [N, D]
     probs = torch.sigmoid(model.decode(zt).float()).clamp_(0, 1)  # probs: [N, C, 64, 64]
     return (probs * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def reconstruction_quality(model: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: the unexplained fraction of its pixel variance, and the PSNR (dB) of its reconstruction.
+
+    The fraction ||x - x̂||² / ||x - mean(x)||² is the ranking rule for "an image this model
+    reconstructs well": plain MSE would prefer the smallest sprites (little foreground to get
+    wrong); dividing by the image's own variance asks how much of *its* content came back.
+    """
+    x = images.astype(np.float64) / 255.0  # x: [N, 64, 64, C]
+    xr = decode(model, encode(model, images)).astype(np.float64) / 255.0
+    sq = ((x - xr) ** 2).reshape(len(x), -1)
+    var = ((x - x.reshape(len(x), -1).mean(axis=1)[:, None, None, None]) ** 2).reshape(len(x), -1)
+    unexplained = sq.sum(axis=1) / np.maximum(var.sum(axis=1), 1e-12)
+    psnr = 10.0 * np.log10(1.0 / np.maximum(sq.mean(axis=1), 1e-12))
+    return unexplained, psnr
 
 
 # --- statistics on data ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ import streamlit as st  # noqa: E402
 
 from disviz import explore  # noqa: E402
 from disviz.errors import UserError  # noqa: E402
+from disviz.figures import png_bytes  # noqa: E402
+from disviz.serving.images import data_uri, img_html  # noqa: E402
 from pages._import_panel import import_panel  # noqa: E402
 
 CKPT_KEY = "ckpt"  # session_state: the selected checkpoint path (str)
@@ -53,14 +56,56 @@ def dataset_key(card: dict[str, Any]) -> str:
     return json.dumps({"dataset": card.get("dataset"), "train": card.get("train") or {}}, sort_keys=True, default=str)
 
 
-@st.cache_data(max_entries=16, show_spinner="Encoding a data sample…")
+@st.cache_resource(max_entries=16, show_spinner="Encoding a data sample…")
 def get_stats(path: str, mtime: float, n: int = 256) -> explore.LatentStats:
+    """Shared read-only by every session (a resource, not data: no copy per rerun; treat as immutable)."""
     model, card = get_model(path, mtime)
     return explore.latent_stats(model, get_dataset(dataset_key(card)), n=n)
 
 
-@st.cache_data(ttl=3, show_spinner=False)
+BASE_CANDIDATES = 16  # data seeds Explore considers for its first base image
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def well_reconstructed_seed(path: str, mtime: float) -> tuple[int, list[float], list[float]]:
+    """The first view's base image: of data seeds 0…15, the one this model reconstructs best.
+
+    Returns (seed, unexplained fraction per seed, PSNR per seed); the rule is in
+    ``latents.reconstruction_quality``.
+    """
+    model, card = get_model(path, mtime)
+    dataset = get_dataset(dataset_key(card))
+    images = np.concatenate([dataset.sample(1, np.random.default_rng(s))[0] for s in range(BASE_CANDIDATES)])
+    unexplained, psnr = explore.reconstruction_quality(model, images)
+    return int(np.argmin(unexplained)), unexplained.tolist(), psnr.tolist()
+
+
+def show_image(img: np.ndarray, alt: str, caption: str | None = None, width: int | None = None) -> None:
+    """One image inline (a PNG data URI; see disviz.serving.images for why not st.image)."""
+    st.html(img_html(data_uri(img), alt, width=width, caption=caption))
+
+
+def show_uri(uri: str, alt: str, caption: str | None = None, width: int | None = None) -> None:
+    """An already encoded (cached) data URI."""
+    st.html(img_html(uri, alt, width=width, caption=caption))
+
+
+def download_png(label: str, make: Callable[[], np.ndarray], file_name: str, key: str) -> None:
+    """A PNG download whose bytes are made only when the button is pressed (not on every rerun)."""
+    st.download_button(
+        label, data=lambda: png_bytes(make()), file_name=file_name, mime="image/png", key=key, on_click="ignore"
+    )
+
+
+def download_bytes(label: str, make: Callable[[], bytes], file_name: str, mime: str, key: str) -> None:
+    """Any download built on click (CSV tables, GIFs)."""
+    st.download_button(label, data=make, file_name=file_name, mime=mime, key=key, on_click="ignore")
+
+
+@st.cache_resource(ttl=3, max_entries=64, show_spinner=False)
 def entries(roots: tuple[str, ...], version: int, include: tuple[str, ...] = ()) -> list[explore.CheckpointEntry]:
+    """Shared, not copied per rerun (cards hold training histories); re-listed every 3 s, which costs
+    only a folder walk because unchanged cards are not parsed again (catalogue's memo)."""
     return explore.list_entries(list(roots), include)
 
 
@@ -122,6 +167,22 @@ def _add_folder() -> None:
         extra.append(folder)
 
 
+def _linked_checkpoint(found: list[explore.CheckpointEntry], current: str | None) -> str | None:
+    """The checkpoint a link's ``?ckpt=`` names (its path as the picker shows it), or ``current``."""
+    wanted = st.query_params.get("ckpt")
+    if not wanted:
+        return current
+    for e in found:
+        if explore.display_path(e.path) == wanted or str(e.path) == wanted:
+            st.session_state["ckpt_pick"] = str(e.path)
+            return str(e.path)
+    st.session_state["ckpt_link_problem"] = (
+        f"This link opens the checkpoint '{wanted[:120]}', which this server does not have (renamed, removed or "
+        "never copied here); showing the default checkpoint instead. Pick one in the list above."
+    )
+    return current
+
+
 def sidebar() -> None:
     """The checkpoint picker and the device line (drawn by app.py on every page)."""
     with st.sidebar:
@@ -133,6 +194,9 @@ def sidebar() -> None:
             paths = [str(e.path) for e in found]
             labels = {str(e.path): e.label for e in found}
             current = st.session_state.get(CKPT_KEY)
+            if not st.session_state.get("ckpt_link_read"):  # a deep link's checkpoint, once per session
+                st.session_state["ckpt_link_read"] = True
+                current = _linked_checkpoint(found, current)
             if current not in paths:
                 current = str(explore.default_entry(found).path)
             st.session_state["ckpt_pick"] = st.session_state.get("ckpt_pick", current)
@@ -147,10 +211,13 @@ def sidebar() -> None:
             )
             st.session_state[CKPT_KEY] = picked
             entry = next(e for e in found if str(e.path) == picked)
+            st.query_params["ckpt"] = explore.display_path(entry.path)  # the URL names the open checkpoint
             if entry.error:
                 st.error("This checkpoint is broken; see the page for details.")
             else:
                 st.caption(entry.label.split(" — ", 1)[-1])
+        if st.session_state.get("ckpt_link_problem"):
+            st.warning(st.session_state["ckpt_link_problem"])
         import_panel()  # "Open a model trained elsewhere" (pages/_import_panel.py)
         st.text_input("Add a checkpoint folder", key="extra_folder", on_change=_add_folder, placeholder="/path/to/runs")
         if st.session_state.get("extra_folder_error"):

@@ -1,13 +1,34 @@
-"""Explore: latent sliders around a base image, the traversal grid, interpolation, GIF export."""
+"""Explore: latent sliders around a base image, the traversal grid, interpolation, GIF export.
+
+Cost per interaction decides how many students one server holds: a slider step reruns only the
+slider fragment (one decode, one ~1 kB inline PNG); the traversal grid, G(c) grid and
+interpolation come from caches shared by every session (keyed by checkpoint + inputs); downloads
+are made when their button is pressed; the interpolation runs only while its panel is open.
+"""
 
 from __future__ import annotations
+
+import base64
 
 import numpy as np
 import streamlit as st
 
 from disviz import explore as ex
-from disviz.figures import compose_grid, label_rows, png_bytes, to_rgb, upscale
-from pages._shared import image_hash, require_checkpoint, teach
+from disviz.figures import compose_grid, label_rows
+from disviz.serving.deeplink import check_factors, format_z, parse_explore_link
+from disviz.serving.images import data_uri
+from pages._shared import (
+    download_bytes,
+    image_hash,
+    require_checkpoint,
+    show_image,
+    show_uri,
+    teach,
+    well_reconstructed_seed,
+)
+
+DECODED_ALT = "decoded from the sliders"  # the bench and the browser tests find the decoded image by it
+POOR_RECONSTRUCTION = 0.5  # unexplained variance above which Explore says the model does not redraw the base
 
 st.title("Explore the latent space")
 teach(
@@ -25,6 +46,9 @@ encodes. Latents with ~0 KL are *collapsed* (unused) and draw the same image in 
 `fitted_gaussian` a Gaussian fitted to the data's codes, `fixed_interval` [-2, 2], `conf_interval`
 mean ± 2σ of the codes, `minmax_interval` the data's min/max. QLAE latents are quantised: their sliders
 step through the codebook values. Plain autoencoders have no prior, so they use the data range.
+
+**Links.** The address bar always holds this view (checkpoint, base image, slider values): copy it to
+send someone exactly what you see; a reload keeps it.
 """
 )
 
@@ -35,8 +59,56 @@ stats = ck.stats()
 specs = model.latent_specs()
 quantised = all(s.kind == "quantised" for s in specs)
 variational = stats.kl is not None
+modes = list(ex.RANGE_MODES)
+best_seed, unexplained_by_seed, _ = well_reconstructed_seed(ck.path, ck.mtime)
+
+# --- deep link: applied once per session, before the widgets it sets are drawn ------------------
+if not st.session_state.get("explore_link_read"):
+    st.session_state["explore_link_read"] = True
+    link = parse_explore_link(st.query_params.to_dict(), modes)
+    problems = list(link.problems)
+    if link.factors is not None:
+        why = check_factors(link.factors, info.factor_sizes, info.factor_names)
+        if why:
+            problems.append(why)
+        else:
+            st.session_state["explore_source"] = "factor values"
+            for k, value in enumerate(link.factors):
+                st.session_state[f"explore_f_{k}"] = value
+    elif link.seed is not None:
+        st.session_state["explore_source"] = "random"
+        st.session_state["explore_seed"] = link.seed
+        st.session_state["explore_seed_for"] = ck.key  # a linked seed is the user's choice, not the default
+    if link.anchor:
+        st.session_state["explore_anchor_mode"] = link.anchor
+    if link.mode and not quantised:
+        st.session_state["explore_mode"] = link.mode
+    if link.z is not None:
+        if len(link.z) == len(specs):
+            st.session_state["explore_link_z"] = link.z
+        else:
+            problems.append(f"the link gives {len(link.z)} slider values; this model has {len(specs)} latents")
+    if problems:
+        st.session_state["explore_link_problems"] = problems
+if st.session_state.get("explore_link_problems"):
+    st.warning(
+        "Parts of this link could not be used, so their defaults are shown: "
+        + "; ".join(st.session_state["explore_link_problems"])
+        + "."
+    )
 
 # --- base image -----------------------------------------------------------------------------
+# The first view's base is the data image (of seeds 0…15) this model reconstructs best, re-chosen
+# when another checkpoint is opened, until the user picks a seed.
+if st.session_state.get("explore_seed_for") not in (ck.key, "user") or "explore_seed" not in st.session_state:
+    st.session_state["explore_seed"] = best_seed
+    st.session_state["explore_seed_for"] = ck.key
+
+
+def _seed_chosen() -> None:
+    st.session_state["explore_seed_for"] = "user"
+
+
 st.subheader("Base image")
 c1, c2 = st.columns([2, 1])
 with c1:
@@ -51,7 +123,15 @@ with c1:
     if source == "picked point":
         base = picked
     elif source == "random":
-        seed = st.number_input("Random seed", min_value=0, value=0, step=1, key="explore_seed")
+        seed = st.number_input(
+            "Random seed",
+            min_value=0,
+            max_value=2**32 - 1,
+            step=1,
+            key="explore_seed",
+            on_change=_seed_chosen,
+            help=f"Opens on seed {best_seed}: of data seeds 0–15, the image this model reconstructs best.",
+        )
         base = dataset.sample(1, np.random.default_rng(int(seed)))[0][0]
     elif source == "factor values":
         cols = st.columns(min(len(info.factor_names), 6))
@@ -90,11 +170,23 @@ with c2:
         key="explore_anchor_mode",
         help="posterior: the encoding of the base image; prior: the zero code (QLAE: the codebook value nearest 0)",
     )
-    recon = ex.decode(model, ex.encode(model, base[None]))[0]
-    st.image(upscale(compose_grid(np.stack([base, recon])[None], gutter=2), 2), caption="base · reconstruction")
+    encoded = ex.encode(model, base[None])  # encoded: [1, D]
+    recon = ex.decode(model, encoded)[0]
+    unexplained, psnr = ex.reconstruction_quality(model, base[None])
+    show_image(
+        compose_grid(np.stack([base, recon])[None], gutter=2, scale=2),
+        alt="base image and its reconstruction",
+        caption=f"base · reconstruction (PSNR {psnr[0]:.1f} dB, {100 * unexplained[0]:.0f} % of its variance lost)",
+    )
+    if unexplained[0] > POOR_RECONSTRUCTION:
+        st.caption(
+            "⚠ The model does not redraw this image well: the sliders and the grid show what the decoder draws "
+            "near this code, not this image."
+        )
 
-anchor = ex.encode(model, base[None])[0]
-st.session_state["explore_base_hash"] = image_hash(base)
+anchor = encoded[0].copy()
+base_hash = image_hash(base)
+st.session_state["explore_base_hash"] = base_hash
 if anchor_mode == "prior":
     anchor = np.zeros_like(anchor)
     for s in specs:
@@ -107,14 +199,9 @@ if quantised:
     st.caption("Range: **codebook values** (QLAE latents are quantised; no interpolation between values).")
 else:
     default_mode = "std_gaussian" if variational else "minmax_interval"
-    modes = list(ex.RANGE_MODES)
-    mode = st.selectbox(
-        "Range mode",
-        modes,
-        index=modes.index(default_mode),
-        key="explore_mode",
-        format_func=lambda m: f"{m} — {ex.RANGE_MODES[m]}",
-    )
+    if st.session_state.get("explore_mode") not in modes:
+        st.session_state["explore_mode"] = default_mode
+    mode = st.selectbox("Range mode", modes, key="explore_mode", format_func=lambda m: f"{m} — {ex.RANGE_MODES[m]}")
     if not variational and mode in ("std_gaussian", "fixed_interval"):
         st.caption("This model has no prior: the range falls back to `minmax_interval` (the data's min/max).")
 
@@ -123,7 +210,7 @@ labels = ex.row_labels(stats, range(len(specs)))
 focus = st.session_state.get("explore_focus")
 
 # slider state follows the base code: reset when the checkpoint, base or anchor changed
-anchor_id = f"{ck.key}|{image_hash(base)}|{anchor_mode}|{mode}"
+anchor_id = f"{ck.key}|{base_hash}|{anchor_mode}|{mode}"
 
 
 def _snap(j: int, value: float) -> float:
@@ -141,10 +228,28 @@ def reset_sliders() -> None:
 if st.session_state.get("explore_anchor_id") != anchor_id:
     st.session_state["explore_anchor_id"] = anchor_id
     reset_sliders()
+    linked = st.session_state.pop("explore_link_z", None)  # a deep link's slider values, once
+    if linked is not None:
+        for j, value in enumerate(linked):
+            st.session_state[f"z{j}"] = _snap(j, value)
+
+# the URL names this view (the slider values are added by the fragment below)
+url_view = {"anchor": anchor_mode}
+if source == "random":
+    url_view["seed"] = str(int(st.session_state["explore_seed"]))
+elif source == "factor values":
+    url_view["factors"] = ",".join(str(int(st.session_state[f"explore_f_{k}"])) for k in range(len(info.factor_names)))
+if not quantised:
+    url_view["mode"] = mode
+for gone in ("seed", "factors"):
+    if gone not in url_view and gone in st.query_params:
+        del st.query_params[gone]
+st.query_params.update(url_view)
 
 
 @st.fragment
 def latent_panel() -> None:
+    """The only code a slider step runs: read the sliders, one decode, one small inline image."""
     st.subheader("Latent sliders")
     if focus is not None and 0 <= int(focus) < len(specs):
         st.info(f"Highlighted from the Metrics page: **{labels[int(focus)]}**")
@@ -163,13 +268,71 @@ def latent_panel() -> None:
     img = ex.decode(model, z[None])[0]
     st.session_state["explore_z"] = z.tolist()
     st.session_state["explore_decoded_hash"] = image_hash(img)
+    st.query_params["z"] = format_z(z)
     with right:
-        st.image(upscale(to_rgb(img), 5), caption="decoded from the sliders")
+        show_image(img, alt=DECODED_ALT, caption=DECODED_ALT, width=320)
 
 
 latent_panel()
 
-# --- traversal grid ---------------------------------------------------------------------------------
+
+# --- traversal grid (cached for every session; the page only sends it) ---------------------------
+@st.cache_data(max_entries=64, show_spinner=False)
+def traversal_grid(
+    key: str,
+    anchor_t: tuple[float, ...],
+    order_t: tuple[int, ...],
+    mode: str,
+    steps: int,
+    scale: int,
+    row_kind: str,
+    _model: object,
+    _stats: ex.LatentStats,
+) -> str:
+    """The labelled traversal grid as a PNG data URI (one string per view, shared across sessions).
+
+    row_kind 'latent': rows vary latents around the anchor (its own value in the centre column),
+    labelled with the factor each latent mostly encodes; 'code': rows vary a generator's code
+    dimensions over the prior's own range (no data statistics), labelled c0, c1, …
+    """
+    model_specs = _model.latent_specs()
+    if row_kind == "code":
+        vals = [ex.traversal_values(model_specs[j], "minmax_interval", None, steps) for j in order_t]
+        row_names = [f"c{j} · prior [{model_specs[j].low:g}, {model_specs[j].high:g}]" for j in order_t]
+    else:
+        walk = mode if mode != "codebook" else "std_gaussian"
+        vals = [ex.traversal_values(model_specs[j], walk, _stats.codes, steps) for j in order_t]
+        if mode != "codebook":  # the centre column is the anchor itself
+            for r, j in enumerate(order_t):
+                vals[r][len(vals[r]) // 2] = anchor_t[j]
+        row_names = ex.row_labels(_stats, order_t)
+    tiles = ex.traversal_tiles(_model, np.asarray(anchor_t), list(order_t), vals)
+    grid = compose_grid(tiles, gutter=2, scale=scale)
+    return data_uri(label_rows(grid, row_names, 64 * scale, 2, width=230))
+
+
+@st.cache_data(max_entries=16, show_spinner="Making the GIF…")
+def traversal_gif(
+    key: str,
+    anchor_t: tuple[float, ...],
+    order_t: tuple[int, ...],
+    mode: str,
+    steps: int,
+    fps: int,
+    _model: object,
+    _stats: ex.LatentStats,
+) -> bytes:
+    model_specs = _model.latent_specs()
+    walk = mode if mode != "codebook" else "std_gaussian"
+    vals = [ex.traversal_values(model_specs[j], walk, _stats.codes, steps) for j in order_t]
+    tiles = ex.traversal_tiles(_model, np.asarray(anchor_t), list(order_t), vals)
+    return ex.traversal_gif(tiles, fps=fps, scale=1)
+
+
+def _png_of(uri: str) -> bytes:
+    return base64.b64decode(uri.split(",", 1)[1])
+
+
 st.subheader("Traversal grid")
 g1, g2, g3, g4 = st.columns(4)
 sort_opts = {
@@ -194,73 +357,76 @@ if hide:
 st.session_state["explore_row_order"] = order
 st.caption(
     f"Range mode: **{mode}** · centre column = the {'base encoding' if anchor_mode == 'posterior' else 'prior mean'}"
+    " · row labels: the factor with the largest normalised MI on 256 data images (20 bins, bias-corrected); "
+    "the Metrics page's matrix uses its own estimator and sample, so its numbers differ"
 )
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def grid_image(
-    key: str, anchor_t: tuple[float, ...], order_t: tuple[int, ...], mode: str, steps: int, scale: int
-) -> tuple:
-    vals = [
-        ex.traversal_values(specs[j], mode if mode != "codebook" else "std_gaussian", stats.codes, steps)
-        for j in order_t
-    ]
-    if mode != "codebook":  # the centre column is the anchor itself
-        for r, j in enumerate(order_t):
-            vals[r][len(vals[r]) // 2] = anchor_t[j]
-    tiles = ex.traversal_tiles(model, np.asarray(anchor_t), list(order_t), vals)
-    grid = compose_grid(tiles, gutter=2, scale=scale)
-    lab = ex.row_labels(stats, order_t)
-    return label_rows(grid, lab, 64 * scale, 2, width=230), tiles
-
-
-grid, tiles = grid_image(ck.key, tuple(np.round(anchor, 4).tolist()), tuple(order), mode, int(steps), int(scale))
-st.image(grid)
-st.download_button(
-    "Download the grid (PNG)", png_bytes(grid), file_name="traversal.png", mime="image/png", key="explore_png"
-)
+anchor_t = tuple(np.round(anchor, 4).tolist())
+grid_uri = traversal_grid(ck.key, anchor_t, tuple(order), mode, int(steps), int(scale), "latent", model, stats)
+show_uri(grid_uri, alt="traversal grid")
+download_bytes("Download the grid (PNG)", lambda: _png_of(grid_uri), "traversal.png", "image/png", "explore_png")
 
 if callable(getattr(model, "generate", None)):  # a generative model (DiD): its own samples G(c) as well
     st.subheader("Generator traversal: G(c), one code dimension at a time")
     st.caption(
         "The grid above moves each latent around E(x), the encoding of the base image, and decodes through G. "
-        "Here the centre column is a code c drawn from the prior (U(−1, 1) per dimension) and each row moves one "
-        "dimension of c: what the generator itself draws. A row that changes one factor of the image means that "
-        "code dimension controls one factor; identical rows mean G ignores it (or has collapsed)."
+        "Here every dimension of the code c starts at a draw from the prior U(−1, 1) and each row sweeps one "
+        "dimension over the prior's whole range, −1 to 1: what the generator itself draws. Rows are the "
+        "generator's code dimensions c0, c1, … (not the encoder's factor labels). A row that changes one factor "
+        "of the image means that code dimension controls one factor; identical rows mean G ignores it."
     )
     g_seed = st.number_input("Prior sample seed", min_value=0, value=0, step=1, key="explore_gen_seed")
     c0 = ex.prior_sample(specs, int(g_seed))
-    g_grid, _ = grid_image(
-        ck.key, tuple(np.round(c0, 4).tolist()), tuple(range(len(specs))), "std_gaussian", int(steps), int(scale)
+    g_uri = traversal_grid(
+        ck.key,
+        tuple(np.round(c0, 4).tolist()),
+        tuple(range(len(specs))),
+        "prior",
+        int(steps),
+        int(scale),
+        "code",
+        model,
+        stats,
     )
-    st.image(g_grid)
-    st.download_button(
-        "Download G(c) grid (PNG)", png_bytes(g_grid), "generator_traversal.png", "image/png", key="explore_gen_png"
+    show_uri(g_uri, alt="generator traversal")
+    download_bytes(
+        "Download G(c) grid (PNG)", lambda: _png_of(g_uri), "generator_traversal.png", "image/png", "explore_gen_png"
     )
 
 with st.expander("GIF export"):
     fps = st.slider("Frames per second", 2, 20, 8, key="explore_fps")
     if st.button("Make GIF of this traversal", key="explore_gif"):
-        st.session_state["explore_gif_bytes"] = ex.traversal_gif(tiles, fps=fps, scale=1)
+        st.session_state["explore_gif_bytes"] = traversal_gif(
+            ck.key, anchor_t, tuple(order), mode, int(steps), int(fps), model, stats
+        )
     gif = st.session_state.get("explore_gif_bytes")
     if gif:
-        st.image(gif, caption="every row animated together (triangle wave, loops)")
-        st.download_button(
-            "Download traversal.gif", gif, file_name="traversal.gif", mime="image/gif", key="explore_gif_dl"
-        )
+        uri = "data:image/gif;base64," + base64.b64encode(gif).decode("ascii")
+        show_uri(uri, alt="traversal GIF", caption="every row animated together (triangle wave, loops)")
+        download_bytes("Download traversal.gif", lambda: gif, "traversal.gif", "image/gif", "explore_gif_dl")
 
-# --- interpolation -------------------------------------------------------------------------------
-st.subheader("Interpolation between two images")
-i1, i2, i3 = st.columns(3)
-sa = i1.number_input("Image A seed", min_value=0, value=1, key="explore_ia")
-sb = i2.number_input("Image B seed", min_value=0, value=2, key="explore_ib")
-n_int = i3.slider("Steps", 3, 12, 8, key="explore_isteps")
-img_a = dataset.sample(1, np.random.default_rng(int(sa)))[0][0]
-img_b = dataset.sample(1, np.random.default_rng(int(sb)))[0][0]
-frames = ex.interpolate(model, img_a, img_b, int(n_int))
-row = np.concatenate([img_a[None], frames, img_b[None]])
-interp = compose_grid(row[None], gutter=2, scale=2)
-st.image(interp, caption="A · decoded path from code(A) to code(B) · B")
-st.download_button(
-    "Download the interpolation (PNG)", png_bytes(interp), "interpolation.png", "image/png", key="explore_interp_png"
-)
+
+# --- interpolation (computed only while its panel is open) ------------------------------------------
+@st.cache_data(max_entries=64, show_spinner=False)
+def interpolation(key: str, seed_a: int, seed_b: int, n: int, _model: object, _dataset: object) -> str:
+    img_a = _dataset.sample(1, np.random.default_rng(seed_a))[0][0]
+    img_b = _dataset.sample(1, np.random.default_rng(seed_b))[0][0]
+    frames = ex.interpolate(_model, img_a, img_b, n)
+    return data_uri(compose_grid(np.concatenate([img_a[None], frames, img_b[None]])[None], gutter=2, scale=2))
+
+
+interp_panel = st.expander("Interpolation between two images", key="explore_interp_open", on_change="rerun")
+with interp_panel:
+    if interp_panel.open:
+        i1, i2, i3 = st.columns(3)
+        sa = i1.number_input("Image A seed", min_value=0, value=1, key="explore_ia")
+        sb = i2.number_input("Image B seed", min_value=0, value=2, key="explore_ib")
+        n_int = i3.slider("Steps", 3, 12, 8, key="explore_isteps")
+        interp_uri = interpolation(ck.key, int(sa), int(sb), int(n_int), model, dataset)
+        show_uri(interp_uri, alt="interpolation", caption="A · decoded path from code(A) to code(B) · B")
+        download_bytes(
+            "Download the interpolation (PNG)",
+            lambda: _png_of(interp_uri),
+            "interpolation.png",
+            "image/png",
+            "explore_interp_png",
+        )

@@ -237,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("app", help="server time of a slider move and of the first traversal")
     p.add_argument("--checkpoint", default=None)
     p.set_defaults(handler="disviz.cli.app_bench:cmd_bench")
+    p = bench_sub.add_parser(
+        "serve", help="N real Chromium sessions on one app server: latency, errors, server CPU and RSS"
+    )
+    p.add_argument("--sessions", type=int, default=1, help="concurrent browser sessions (students)")
+    p.add_argument("--moves", type=int, default=5, help="slider moves per session")
+    p.add_argument("--url", default=None, help="target a running app (default: start one on a free port)")
+    p.add_argument("--server-pid", type=int, default=None, help="the server's process id (default: found by port)")
+    p.add_argument("--page", default="", help="page path to open, e.g. explore (default: the start page)")
+    p.add_argument("--slider", default="auto", help="key of the slider to move (default: the first not collapsed)")
+    p.add_argument("--think-ms", type=float, default=200, help="pause between a student's moves")
+    p.add_argument("--timeout", type=float, default=60, help="seconds before a load or move counts as a timeout")
+    p.add_argument("--soak", type=float, default=0, metavar="MIN", help="then keep moving for MIN minutes (RSS)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(handler="disviz.cli.app_bench:cmd_bench_serve")
     return parser
 
 

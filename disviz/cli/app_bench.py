@@ -16,6 +16,7 @@ import numpy as np
 
 from disviz.catalogue import checkpoint_roots, dataset_for_card, display_path
 from disviz.checkpoints import list_checkpoints, load_checkpoint
+from disviz.cli import CLIError
 from disviz.errors import CheckpointError
 from disviz.latents import decode, encode, latent_stats, sort_latents
 from disviz.traversal import traversal_tiles, traversal_values
@@ -84,4 +85,67 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{1000 * float(np.median(redraws)):>38.1f}"
         )
     print("targets: slider move < 100 ms on CPU; first traversal < 5 s")
+    return 0
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """N real Chromium sessions on one server: page load, slider → image latency, errors, server CPU / RSS."""
+    import json
+    import os
+    import tempfile
+    import urllib.parse
+
+    from disviz.serving.bench import run_bench
+    from disviz.serving.server import CHROMIUM, listening_pid, streamlit_server
+
+    if args.sessions < 1 or args.moves < 0 or args.soak < 0:
+        raise CLIError("--sessions must be ≥ 1, --moves ≥ 0 and --soak ≥ 0")
+    if not os.path.exists(CHROMIUM):
+        raise CLIError(f"{CHROMIUM} is missing: install Debian's chromium (make chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ModuleNotFoundError:
+        raise CLIError("playwright is not installed: pip install -r requirements.txt") from None
+
+    def report(url: str, pid: int | None) -> None:
+        page_url = url.rstrip("/") + "/" + args.page.lstrip("/") if args.page else url
+        res = run_bench(
+            page_url, pid, args.sessions, args.moves, args.think_ms / 1000, args.slider, args.timeout, args.soak
+        )
+        ld, mv, cpu, err = res.load_s, res.move_ms, res.server_cpu_s, res.errors
+        print(
+            f"server {url} (pid {pid or 'unknown: no CPU / RSS figures'}), {args.sessions} sessions × {args.moves} moves"
+        )
+        print(f"page load (s):          median {ld['median']:.2f}  p95 {ld['p95']:.2f}  max {ld['max']:.2f}")
+        print(
+            f"slider → image (ms):    median {mv['median']:.0f}  p95 {mv['p95']:.0f}  max {mv['max']:.0f}  (n={mv['n']})"
+        )
+        print(
+            f"server CPU:             {1000 * cpu['per_page_load']:.0f} ms per page load, "
+            f"{1000 * cpu['per_slider_move']:.1f} ms per slider move, {cpu['per_student']:.2f} s per student"
+        )
+        print(
+            f"server RSS (MB):        {res.server_rss_mb['before']:.0f} before, {res.server_rss_mb['after_moves']:.0f} after"
+        )
+        print("errors:                 " + ", ".join(f"{k} {v}" for k, v in err.items()))
+        if res.soak:
+            s = res.soak
+            print(
+                f"soak {s['minutes']:g} min ({s['moves']} moves): RSS {s['rss_after_first_minute_mb']:.0f} MB after "
+                f"the first minute, {s['rss_end_mb']:.0f} MB at the end ({100 * s['growth']:+.1f} %)"
+            )
+        for note in res.notes[:5]:
+            print(f"  note: {note}")
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(res.to_dict(), fh, indent=1)
+
+    if args.url:
+        port = urllib.parse.urlparse(args.url).port or 80
+        report(args.url, args.server_pid or listening_pid(port))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "streamlit.log"
+        with streamlit_server({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}, log) as server:
+            report(server.url, server.pid)
     return 0
