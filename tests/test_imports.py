@@ -398,3 +398,56 @@ def test_app_panel_imports_and_selects(tmp_path: Path, monkeypatch: pytest.Monke
     assert not at.sidebar.error and "Imported" in at.sidebar.success[0].value
     assert at.session_state["ckpt_pick"] == str(out)
     assert read_card(out)["imported"]["source"] == "disent_betavae_conv64.ckpt"
+
+
+PAGES = ["explore.py", "latent_space.py", "codebook.py", "metrics.py", "compare.py"]
+
+
+@pytest.fixture(scope="module")
+def imported_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A disent VAE and a TorchScript quantised model (the codebook page's case), imported for the app."""
+    root = tmp_path_factory.mktemp("app_imports")
+    import_model(FIXTURES / "disent_betavae_conv64.ckpt", root / "disent-vae", "dsprites")
+
+    class Q(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.Sequential(nn.AvgPool2d(16), nn.Flatten(), nn.Linear(16, 3), nn.Tanh())
+            self.dec = nn.Sequential(nn.Linear(3, 64 * 64), nn.Unflatten(1, (1, 64, 64)))
+
+        @torch.jit.export
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.round(self.enc(x) * 2.0) / 2.0  # values in {-1, -0.5, 0, 0.5, 1}
+
+        @torch.jit.export
+        def decode(self, z: torch.Tensor) -> torch.Tensor:
+            return self.dec(z)
+
+    torch.manual_seed(0)
+    torch.jit.script(Q()).save(str(root / "q.pt"))
+    (root / "q.toml").write_text(
+        'module = "q.pt"\n[latents]\nkind = "quantised"\ncodebooks = ['
+        + ", ".join(["[-1.0, -0.5, 0.0, 0.5, 1.0]"] * 3)
+        + "]\n"
+    )
+    import_model(root / "q.toml", root / "ts-quantised", "dsprites")
+    return root
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_imported_models_open_on_every_page(imported_root: Path, page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DISVIZ_CHECKPOINTS", str(imported_root))
+    monkeypatch.setenv("DISVIZ_RUNS", str(imported_root / "runs"))
+    monkeypatch.chdir(imported_root)
+    for name in ("disent-vae", "ts-quantised"):
+        at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=120)
+        at.session_state["ckpt"] = str((imported_root / name).resolve())
+        at.run()
+        assert not at.exception, (page, name, [e.value for e in at.exception])
+        assert not at.error, (page, name, [e.value for e in at.error])
+        if page == "explore.py":
+            assert "explore_decoded_hash" in at.session_state  # decoded through the imported model
+        if page == "codebook.py" and name == "ts-quantised":
+            assert tuple(at.session_state["codebook_shape"])[:2] == (3, 5)  # 3 latents x the TOML's 5 values
