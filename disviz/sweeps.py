@@ -597,7 +597,7 @@ def _check_trials(spec: SweepSpec, where: str) -> None:
             continue
         checked.add(key)
         try:  # the very checks train applies before it allocates (config, parameters, batch vs memory)
-            check_model_request(t.model, infos[t.dataset], overrides)
+            check_model_request(t.model, infos[t.dataset], overrides, batch_option="batch_size")
         except UserError as exc:
             raise _err(where, f"trial {t.id}: {exc}") from None
 

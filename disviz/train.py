@@ -278,7 +278,7 @@ def _dataset_path(dataset: Any, given: str | None) -> str | None:
     return given
 
 
-def check_model_request(model: str, info: Any, overrides: dict[str, Any]) -> None:
+def check_model_request(model: str, info: Any, overrides: dict[str, Any], batch_option: str = "--batch-size") -> None:
     """The checks ``train`` applies to a new model before allocating it (config values, parameter
     count, batch size against the memory budget), on a shapes-only copy; sweeps run the same ones
     on every trial before anything starts."""
@@ -286,7 +286,7 @@ def check_model_request(model: str, info: Any, overrides: dict[str, Any]) -> Non
         with torch.device("meta"):  # shapes only: budgets are checked before any allocation
             probe = _create_model(model, info, overrides)
         check_parameters(sum(p.numel() for p in probe.parameters()), f"model {model!r}")
-        check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes))
+        check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes), batch_option)
     except UserError:
         raise
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:

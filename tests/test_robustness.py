@@ -8,15 +8,20 @@ later change: add a case here when a new kind of bad input is found.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import io
 import json
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +319,495 @@ def test_9_scanning_a_huge_folder_is_bounded(tmp_path):
     assert time.perf_counter() - t0 < 10
     (tmp_path / "d3" / "card.json").write_text("{}")
     assert scan_checkpoints(tmp_path) == ([(tmp_path / "d3").resolve()], True)
+
+
+# ===================================================================================================
+# Issue 32: the second corpus. Six classes, several (generated) instances each: every case is one
+# clear error line (a UserError, or exit code 2 + "error: ..." from the CLI), refused before anything
+# large is allocated (CLI cases run under a 2 GB address-space limit, in-process file cases under a
+# tracemalloc peak), and changes no file.
+# ===================================================================================================
+AS_LIMIT = 2 * 1024**3  # RLIMIT_AS of the CLI batch: each quoted case needed 2.5-22 GB before the fix
+_BATCH = """
+import contextlib, io, json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from disviz.cli import main
+out = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(argv)
+        except BaseException as exc:  # a traceback would have been printed: report it as one
+            import traceback
+            rc, _ = 99, err.write("Traceback\\n" + traceback.format_exc())
+    out.append([rc, err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def cli_batch(cases: list[list[str]]) -> list[tuple[int, str]]:
+    """(exit code, stderr) of ``python -m disviz ARGV`` for each case, all in one child process (one
+    torch import) whose address space is limited to AS_LIMIT: a refusal that allocated first fails."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _BATCH.format(limit=AS_LIMIT), json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [(rc, err) for rc, err in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
+def assert_one_line(rc: int, err: str, *fragments: str) -> str:
+    assert rc == 2, (rc, err[-2000:])
+    line = one_line_error(err)
+    for f in fragments:
+        assert f in line, (f, line)
+    return line
+
+
+@contextlib.contextmanager
+def bounded_allocation(mb: float = 64):
+    """Fail when the block allocates more than ``mb`` MB (numpy reports its buffers to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        yield
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < mb * 1e6, f"allocated {peak / 1e6:.0f} MB before refusing"
+
+
+# --- 32.1 data loss: weights without a disviz card are never replaced ------------------------------
+FOREIGN = [
+    {"model.safetensors": "weights"},
+    {"model.safetensors": "weights", "optimizer.safetensors": "weights", "optimizer.json": b"{}"},
+    {"optimizer.json": b'{"optimizers": []}'},
+    {"model.safetensors": "weights", "card.json": b'{"format": "someone-else", "steps": 9}'},
+    {"model.safetensors": "weights", "card.json": b"not json"},
+]
+
+
+def _foreign_folder(folder: Path, files: dict[str, object]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        data = (SHIPPED / "model.safetensors").read_bytes() if content == "weights" else content
+        (folder / name).write_bytes(data)  # type: ignore[arg-type]
+    return folder
+
+
+@pytest.mark.parametrize("files", FOREIGN, ids=lambda f: "+".join(sorted(f)))
+@pytest.mark.parametrize("resume", [True, False])
+def test_32_1_train_refuses_a_folder_with_weights_but_no_disviz_card(tmp_path, files, resume):
+    from disviz.train import TrainConfig, train
+
+    folder = _foreign_folder(tmp_path / "run", files)
+    before = folder_digest(folder)
+    cfg = TrainConfig(model="betavae", dataset="dsprites", out=folder, steps=2, batch_size=4, resume=resume)
+    with pytest.raises(CheckpointError, match=r"disviz did not write|no card\.json") as exc:
+        train(cfg)
+    msg = str(exc.value)
+    assert "\n" not in msg and "move them elsewhere" in msg and "python -m disviz import" in msg
+    assert folder_digest(folder) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@HYPO
+@given(names=st.sets(st.sampled_from(["model.safetensors", "optimizer.safetensors", "optimizer.json"]), min_size=1),
+       junk=st.binary(max_size=64))  # fmt: skip
+def test_32_1_generated_foreign_folders_are_never_written(tmp_path, names, junk):
+    from disviz.checkpoints import save_checkpoint
+
+    folder = tmp_path / f"f{abs(hash((tuple(sorted(names)), junk))) % 10**9}"
+    _foreign_folder(folder, dict.fromkeys(names, junk))
+    before = folder_digest(folder)
+    model, card = load_checkpoint(SHIPPED)
+    with pytest.raises(CheckpointError, match="would replace files disviz did not write"):
+        save_checkpoint(folder, model, card)  # the last line of defence, below train's own check
+    assert folder_digest(folder) == before
+    shutil.rmtree(folder)
+
+
+def test_32_1_cli_train_resume_on_foreign_weights_and_outputs_it_did_not_write(tmp_path):
+    folder = _foreign_folder(tmp_path / "run", FOREIGN[1])
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"my": "notes"}')
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG not really")
+    before = folder_digest(tmp_path)
+    (r1, e1), (r2, e2), (r3, e3) = cli_batch(
+        [
+            ["train", "--model", "betavae", "--dataset", "dsprites", "--steps", "3", "--resume", "--out", str(folder)],
+            ["anneal", "--dataset", "dsprites", "--steps", "10", "--out", str(mine)],
+            ["data", "render", "dsprites", "--n", "4", "--out", str(photo)],
+        ]
+    )
+    assert_one_line(r1, e1, "no card.json", "move them elsewhere")
+    assert_one_line(r2, e2, "is not an annealing result", "only replaces files it wrote")
+    assert_one_line(r3, e3, "is not a grid rendered by disviz")
+    assert folder_digest(tmp_path) == before
+
+
+# --- 32.2 unbounded requests: one size rule, checked before allocation -----------------------------
+def test_32_2_huge_counts_from_the_cli_are_refused_within_2_gb(tmp_path, shipped_copy):
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\nout = "o"\nmodels = ["betavae"]\n[random]\nsamples = 100000000\n'
+                    '[random.betavae]\nbeta = { dist = "uniform", low = 1.0, high = 8.0 }\n')  # fmt: skip
+    big_json = tmp_path / "huge.json"
+    with open(big_json, "wb") as f:  # 500 MB, sparse: costs no disk
+        f.truncate(500_000_000)
+    before = folder_digest(shipped_copy)
+    cases = [
+        ["evaluate", str(shipped_copy), "--n", "1000000000", "--no-store"],
+        ["evaluate", str(shipped_copy), "--n", "1000001", "--no-store"],
+        ["anneal", "--dataset", "dsprites", "--bases", "1000000000", "--out", str(tmp_path / "a.json")],
+        ["anneal", "--dataset", "dsprites", "--bases", "9000", "--out", str(tmp_path / "a.json")],
+        ["anneal", "--dataset", "dsprites", "--bases", "2", "--batch-size", "100000000", "--out", str(tmp_path / "a.json")],
+        ["sweep", str(spec), "--dry-run"],
+        ["data", "render", "shapes3d", "--n", "100001", "--out", str(tmp_path / "g.png")],
+        ["bench", "metrics", "--n", "1000000000"],
+    ]  # fmt: skip
+    (r0, e0), (r1, e1), (r2, e2), (r3, e3), (r4, e4), (r5, e5), (r6, e6), (r7, e7) = cli_batch(cases)
+    assert_one_line(r0, e0, "--n 1,000,000,000 is above the maximum 1,000,000")
+    assert_one_line(r1, e1, "--n 1,000,001 is above the maximum")
+    assert_one_line(r2, e2, "--bases 1,000,000,000 is above the maximum")
+    assert_one_line(r3, e3, "--bases 9,000", "at most 10,000 runs")
+    assert_one_line(r4, e4, "--batch-size 100,000,000 is above the maximum")
+    assert_one_line(r5, e5, "[random] samples 100,000,000 is above the maximum 10,000")
+    assert_one_line(r6, e6, "--n 100,001 is above the maximum")
+    assert_one_line(r7, e7, "--n 1,000,000,000")
+    assert folder_digest(shipped_copy) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["betavae", "huge.json", "s.toml"]
+    from disviz.diagnostics.annealing import load_annealing_result
+
+    with bounded_allocation(), pytest.raises(AnnealingResultError, match="500.0 MB, above the maximum 64 MB"):
+        load_annealing_result(big_json)
+
+
+def test_32_2_the_memory_budget_names_itself_and_how_to_raise_it(monkeypatch, shipped_copy):
+    from disviz.metrics.evaluate import evaluate_checkpoint
+
+    monkeypatch.setenv("DISVIZ_MEMORY_LIMIT_GB", "0.2")
+    with pytest.raises(LimitError, match=r"--n 100,000 samples needs about 0\.4 GB, more than the memory budget "
+                                         r"\(0\.2 GB: DISVIZ_MEMORY_LIMIT_GB=0\.2\).*raise the budget"):  # fmt: skip
+        evaluate_checkpoint(shipped_copy, n=100_000, store=False)
+    with pytest.raises(LimitError, match="--bases 40 bases .* more than the memory budget"):
+        run_annealing("dsprites", steps=10, bases=40)
+
+
+@HYPO
+@given(n=st.integers(max_value=0) | st.integers(min_value=10**6 + 1, max_value=10**40)
+       | st.floats(allow_nan=True) | st.text(max_size=3) | st.booleans())  # fmt: skip
+def test_32_2_generated_counts_are_refused_by_every_entry_point(n):
+    from disviz.metrics.evaluate import check_eval_request
+    from disviz.sweeps import SweepError, parse_spec
+
+    with bounded_allocation(16):
+        with pytest.raises(LimitError):
+            check_eval_request(n, 0)
+        with pytest.raises(UserError):
+            run_annealing("dsprites", steps=10, bases=n)
+        with pytest.raises(LimitError):
+            check_images(n)
+        with pytest.raises(SweepError):
+            parse_spec({"name": "x", "models": ["ae"], "random": {"samples": n, "lr": {"dist": "uniform", "low": 1e-4,
+                                                                                      "high": 1e-3}}})  # fmt: skip
+
+
+# --- 32.3 dataset files that lie about their size ---------------------------------------------------
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _npy_bytes_of(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npz(path: Path, members: dict[str, bytes], stored: bool = False) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED) as zf:
+        for k, v in members.items():
+            zf.writestr(f"{k}.npy", v)
+    return path
+
+
+def _load_refused(name: str, path: Path, match: str, **options: str) -> None:
+    from disviz.data import load_dataset
+    from disviz.errors import DatasetError
+
+    before = folder_digest(path.parent)
+    with bounded_allocation(), pytest.raises(DatasetError, match=match) as exc:
+        load_dataset(name, path=str(path), **options)
+    assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+    assert folder_digest(path.parent) == before
+
+
+@HYPO
+@given(rows=st.integers(min_value=2, max_value=10**12), key=st.sampled_from(["latents_classes", "latents_values", "imgs"]),
+       stored=st.booleans())  # fmt: skip
+def test_32_3_generated_npz_headers_claiming_more_rows_than_stored(tmp_path, rows, key, stored):
+    """The 606-byte .npz claiming 10¹¹ rows, and every other claim beyond what a member holds."""
+    small = {"imgs": (np.zeros((1, 64, 64), np.uint8), (rows, 64, 64), "|u1"),
+             "latents_classes": (np.zeros((1, 6), np.int64), (rows, 6), "<i8"),
+             "latents_values": (np.zeros((1, 6)), (rows, 6), "<f8")}  # fmt: skip
+    members = {k: _npy_bytes_of(a) for k, (a, _, _) in small.items()}
+    arr, shape, dtype = small[key]
+    members[key] = _npy_header(shape, dtype) + arr.tobytes()
+    path = _npz(tmp_path / f"d{rows}{key}{stored}.npz", members, stored)
+    _load_refused("dsprites", path, "the header claims .* but the file holds")
+    path.unlink()
+
+
+@pytest.mark.parametrize("key", ["latents_classes", "imgs"])
+def test_32_3_npz_members_that_inflate_1000x_are_refused(tmp_path, key):
+    rows = 1_000_000  # 48 MB of int64 zeros (imgs: 4 GB) deflate to ≈ 50 KB / 4 MB
+    members = {"latents_classes": _npy_bytes_of(np.zeros((2, 6), np.int64)),
+               "latents_values": _npy_bytes_of(np.zeros((2, 6)))}  # fmt: skip
+    if key == "imgs":
+        rows = 2_000  # 8 MB of zero images: the streamed member is checked too
+        members["imgs"] = _npy_header((rows, 64, 64), "|u1") + bytes(rows * 4096)
+    else:
+        members[key] = _npy_header((rows, 6), "<i8") + bytes(rows * 48)
+        members["imgs"] = _npy_bytes_of(np.zeros((2, 64, 64), np.uint8))
+    path = _npz(tmp_path / "bomb.npz", members)
+    _load_refused("dsprites", path, r"would inflate to .*×, above the 500×")
+
+
+def test_32_3_stored_npz_mapped_beyond_the_file_and_compressed_mpi3d(tmp_path):
+    imgs = np.zeros((4, 64, 64, 3), np.uint8)
+    lie = _npy_header((460_800, 64, 64, 3), "|u1") + imgs.tobytes()  # claims 5.7 GB, holds 49 KB
+    _load_refused("mpi3d", _npz(tmp_path / "mpi3d_toy.npz", {"images": lie}, stored=True), "the header claims")
+    _load_refused("mpi3d", _npz(tmp_path / "mpi3d_b.npz", {"images": lie}), "the header claims")
+
+
+@pytest.mark.parametrize("rows", [10**9, 10**6, 1000])
+def test_32_3_h5_extents_never_written_are_refused(tmp_path, rows):
+    import h5py
+
+    path = tmp_path / "3dshapes.h5"
+    with h5py.File(path, "w") as f:  # a few KB: chunks are allocated only when written
+        f.create_dataset("images", shape=(rows, 64, 64, 3), dtype=np.uint8, chunks=(1, 64, 64, 3))
+        f.create_dataset("labels", shape=(rows, 6), dtype=np.float64, chunks=(100, 6))
+        f["labels"][:1] = 1.0  # one chunk written: still not the claimed extent
+    _load_refused("shapes3d", path, "the header claims .* but the file holds")
+
+
+def test_32_3_h5_compressed_beyond_any_real_inflation(tmp_path):
+    import h5py
+
+    path = tmp_path / "3dshapes.h5"
+    with h5py.File(path, "w") as f:  # 4.9 MB of zeros in ≈ 5 KB
+        f.create_dataset(
+            "images", data=np.zeros((400, 64, 64, 3), np.uint8), compression="gzip", chunks=(400, 64, 64, 3)
+        )
+        f.create_dataset("labels", data=np.zeros((400, 6)), compression="gzip")
+    _load_refused("shapes3d", path, r"would inflate to")
+
+
+def test_32_3_smallnorb_headers_beyond_the_file(tmp_path):
+    from disviz.data import files
+    from disviz.errors import DatasetError
+
+    head = np.array([0x1E3D4C55, 4, 24300, 2, 96, 96], "<i4").tobytes()  # dat: claims 448 MB
+    (tmp_path / "m.mat").write_bytes(head + bytes(100))
+    with bounded_allocation(), pytest.raises(DatasetError, match="claims 447,897,600 bytes but the file holds 100"):
+        files.read_norb_matrix(tmp_path / "m.mat")
+    (tmp_path / "m.mat.gz").write_bytes(gzip.compress(head + bytes(300_000)))
+    with bounded_allocation(), pytest.raises(DatasetError, match="inflate"):
+        files.read_norb_matrix(tmp_path / "m.mat.gz")
+
+
+# --- 32.4 one error line, never a traceback ---------------------------------------------------------
+BAD_SEEDS = ["-1", str(2**32), str(2**64), str(2**70), "-99999999999999999999999"]
+
+
+def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(tmp_path, shipped_copy):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    long_name = str(tmp_path / ("n" * 300))
+    deep = str(tmp_path / "/".join(["d" * 200] * 25))
+    seed_cases = []
+    for seed in BAD_SEEDS:
+        seed_cases += [
+            ["train", "--model", "betavae", "--dataset", "dsprites", "--steps", "2", "--seed", seed,
+             "--out", str(tmp_path / "r")],
+            ["evaluate", str(shipped_copy), "--n", "100", "--seed", seed, "--no-store"],
+            ["anneal", "--dataset", "dsprites", "--steps", "10", "--seed", seed, "--out", str(tmp_path / "a.json")],
+            ["data", "render", "dsprites", "--n", "4", "--seed", seed, "--out", str(tmp_path / "g.png")],
+        ]  # fmt: skip
+    other = [
+        ["train", "--model", "betavae", "--dataset", "dsprites", "--steps", "2", "--out", long_name],
+        ["train", "--model", "betavae", "--dataset", "dsprites", "--steps", "2", "--out", deep],
+        ["anneal", "--dataset", "dsprites", "--steps", "10", "--out", long_name + ".json"],
+        ["data", "render", "dsprites", "--out", str(tmp_path / ("g" * 250 + ".png"))],
+        ["evaluate", str(tmp_path / "missing")],
+        ["evaluate", str(tmp_path / "file")],
+        ["evaluate", str(tmp_path / "empty")],
+    ]
+    before_ck, before = folder_digest(shipped_copy), sorted(p.name for p in tmp_path.iterdir())
+    results = cli_batch(seed_cases + other)
+    for (rc, err), case in zip(results[: len(seed_cases)], seed_cases, strict=True):
+        assert "must be an integer from 0 to 4,294,967,295" in assert_one_line(rc, err), case
+    names = [
+        "allows",
+        "PATH_MAX",
+        "allows",
+        "allows",
+        "does not exist",
+        "is a file, not a checkpoint",
+        "has no card.json",
+    ]
+    for (rc, err), fragment in zip(results[len(seed_cases) :], names, strict=True):
+        assert_one_line(rc, err, fragment)
+    assert folder_digest(shipped_copy) == before_ck and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@HYPO
+@given(seed=st.integers(max_value=-1) | st.integers(min_value=2**32) | st.floats() | st.text(max_size=4)
+       | st.booleans() | st.none())  # fmt: skip
+def test_32_4_generated_seeds_are_refused_wherever_seeds_are_accepted(tmp_path, seed):
+    from disviz.metrics.evaluate import check_eval_request
+    from disviz.sweeps import SweepError, parse_spec
+    from disviz.train import TrainConfig, train
+
+    with pytest.raises(UserError, match="seed"):
+        train(TrainConfig(model="betavae", dataset="dsprites", out=tmp_path / "r", steps=2, seed=seed))
+    with pytest.raises(LimitError, match="--seed must be an integer from 0"):
+        check_eval_request(100, seed)
+    with pytest.raises(LimitError, match="--seed must be an integer from 0"):
+        run_annealing("dsprites", steps=10, bases=1, seed=seed)
+    for spec in ({"seeds": [seed]}, {"random": {"seed": seed}}, {"eval": {"seed": seed}}):
+        with pytest.raises(SweepError):
+            parse_spec({"name": "x", "models": ["ae"], **spec}, out=tmp_path / "sw")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [("dataset", 5), ("dataset", ["dsprites"]), ("seed", "zero"), ("beta_max", "big"), ("label_free", "no"),
+     ("dataset_options", [1]), ("pool", 1.5), ("scale", {"x": 1})],
+)  # fmt: skip
+def test_32_4_annealing_settings_are_typed(tmp_path, key, value):
+    data = _shipped_annealing()
+    data["settings"][key] = value
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(AnnealingResultError, match=rf"settings\.{key} must be .*re-run"):
+        load_annealing_result(path)
+
+
+@HYPO
+@given(key=st.sampled_from(["dataset", "seed", "scale", "recipe", "beta_max", "beta_max_note", "pool", "label_free",
+                            "dataset_options", "warmup"]), value=JSON_VALUES)  # fmt: skip
+def test_32_4_generated_annealing_settings_load_and_show_or_fail_clearly(tmp_path, key, value):
+    from disviz.cli.anneal import print_summary
+    from disviz.diagnostics.annealing_view import annealing_summary, annealing_view
+
+    data = _shipped_annealing()
+    data["settings"][key] = value
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    try:
+        loaded = load_annealing_result(path)
+    except AnnealingResultError as exc:
+        assert "re-run" in str(exc) and "\n" not in str(exc)
+    else:  # accepted: then everything that shows a result must work on it
+        annealing_view(loaded)
+        annealing_summary(loaded)
+        with contextlib.redirect_stdout(io.StringIO()):
+            print_summary(loaded)
+
+
+# --- 32.5 sweep specs are refused by the very checks train applies ----------------------------------
+@pytest.mark.parametrize(
+    "spec,option",
+    [
+        ({"batch_size": 10_000_000}, {"batch_size": 10_000_000}),
+        ({"set": {"hidden": 2_000_000_000}}, {"hidden": 2_000_000_000}),
+        ({"grid": {"hidden": [64, 500_000]}}, {"hidden": 500_000}),
+        ({"grid": {"latent_dim": [10, 4_000_000]}}, {"latent_dim": 4_000_000}),
+        ({"random": {"samples": 2, "hidden": {"dist": "int", "low": 10**9, "high": 2 * 10**9}}}, None),
+        ({"batch_size": 70_000}, {"batch_size": 70_000}),
+    ],
+)
+def test_32_5_sweep_specs_fail_the_same_checks_as_train_before_anything_starts(tmp_path, spec, option):
+    from disviz.sweeps import SweepError, parse_spec
+    from disviz.train import TrainConfig, train
+
+    t0 = time.perf_counter()
+    with bounded_allocation(), pytest.raises(SweepError) as swept:
+        parse_spec({"name": "x", "models": ["betavae"], **spec}, out=tmp_path / "sw")
+    assert time.perf_counter() - t0 < 20 and not (tmp_path / "sw").exists()
+    message = str(swept.value)
+    assert "\n" not in message
+    if option is not None:  # train gives the same verdict, in the same words
+        overrides = {k: v for k, v in option.items() if k != "batch_size"}
+        cfg = TrainConfig(model="betavae", dataset="dsprites", out=tmp_path / "r", steps=2, overrides=overrides,
+                          batch_size=option.get("batch_size"))  # fmt: skip
+        with pytest.raises(UserError) as trained:
+            train(cfg)
+        verdict = str(trained.value).replace("--batch-size", "batch_size")
+        assert verdict in message, (verdict, message)
+        assert not (tmp_path / "r").exists()
+
+
+def test_32_5_sweep_dry_run_refuses_from_the_cli(tmp_path):
+    specs = {
+        "b.toml": 'name = "b"\nout = "o"\nmodels = ["betavae"]\nbatch_size = 10000000\n',
+        "h.toml": 'name = "h"\nout = "o"\nmodels = ["betavae"]\n[set]\nhidden = 2000000000\n',
+        "e.toml": 'name = "e"\nout = "o"\nmodels = ["betavae"]\n[eval]\nn = 1000000000\n',
+        "g.toml": 'name = "g"\nout = "o"\nmodels = ["betavae", "ae"]\nseeds = [0, 1]\n[grid]\nlatent_dim = ['
+        + ", ".join(str(i) for i in range(1, 2600))
+        + "]\n",
+    }
+    for name, text in specs.items():
+        (tmp_path / name).write_text(text)
+    before = folder_digest(tmp_path)
+    results = cli_batch([["sweep", str(tmp_path / n), "--dry-run"] for n in specs])
+    fragments = ["batch_size 10,000,000 is above the maximum 65,536", "parameters", "[eval] n 1,000,000,000",
+                 "the spec's trials 10,396 is above the maximum 10,000"]  # fmt: skip
+    for (rc, err), fragment in zip(results, fragments, strict=True):
+        assert_one_line(rc, err, fragment)
+    assert folder_digest(tmp_path) == before and not (tmp_path / "o").exists()
+
+
+# --- 32.6 cluster: the node of every trial, and a clear line for Ray's token authentication ---------
+def test_32_6_results_record_the_node_of_each_trial(tmp_path):
+    from disviz.sweep_runner import node_info
+    from disviz.sweeps import SweepResults, flat_rows, load_results, parse_spec, results_csv
+
+    info = node_info()
+    assert info["node"] == socket.gethostname() and set(info) == {"node", "node_ip", "node_id"}
+    spec = parse_spec({"name": "n", "models": ["ae"], "seeds": [0, 1]}, out=tmp_path / "sw")
+    results = SweepResults(spec.out, spec)
+    results.start(spec.trials, resume=False)
+    results.update(spec.trials[0].id, status="done", node="worker-7", node_ip="10.0.0.7", node_id="abc123")
+    data = load_results(spec.out)
+    header, rows = flat_rows(data)
+    assert {"node", "node_ip", "node_id"} <= set(header)
+    assert rows[0]["node"] == "worker-7" and rows[0]["node_ip"] == "10.0.0.7" and rows[1]["node"] is None
+    assert "worker-7,10.0.0.7,abc123" in results_csv(data)
+
+
+def test_32_6_a_ray_auth_refusal_is_one_line_naming_the_fix(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from disviz.sweep_runner import ray_session
+    from disviz.sweeps import SweepError
+
+    def refuse(*args, **kwargs):
+        raise ray.exceptions.AuthenticationError("InvalidAuthToken: token mismatch")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(SweepError, match="RAY_AUTH_MODE=token.*README") as exc:
+        with ray_session(address="10.0.0.1:6379"):
+            pass
+    assert "\n" not in str(exc.value)
+    readme = (ROOT / "README.md").read_text()
+    for needed in ("RAY_AUTH_MODE=token", "RAY_AUTH_MODE=disabled", "ray get-auth-token --generate", "node_ip"):
+        assert needed in readme

@@ -55,7 +55,7 @@ def print_summary(res: dict[str, Any]) -> None:
         print(f"{name:>12}: median IFP {med}  ({s['n_frozen']}/{s['n']} frozen{lin})  [{vals}]")
     print("ordering (high → low median IFP): " + " > ".join(res["ordering"]))
     print("ordering, ties where Mann-Whitney p >= 0.05: " + ordering_text(res))
-    thresholds, _ = deft_thresholds(st.get("dataset", ""))
+    thresholds, _ = deft_thresholds(st.get("dataset") or "")  # null in older or edited results
     if thresholds:
         print(
             f"DEFT thresholds {'/'.join(f'{b:g}' for b in thresholds)}: "

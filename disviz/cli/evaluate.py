@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from disviz.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count
 from disviz.metrics.betavae_score import betavae_score
 from disviz.metrics.dci import dci
 from disviz.metrics.evaluate import OracleSource, evaluate_checkpoint, format_report
@@ -59,7 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """python -m disviz bench metrics: seconds per metric on n samples x 10 latents (CPU, no model)."""
-    n = int(args.n)
+    n = check_count(args.n, "--n", maximum=MAX_EVAL_SAMPLES, bytes_each=1.5 * EVAL_BYTES_PER_SAMPLE, unit="samples")
     k, d = 5, 10
     sizes = [3, 6, 40, 32, 32]  # dSprites' varying factors
     rng = np.random.default_rng(0)

@@ -12,6 +12,7 @@ import os
 import sys
 
 from disviz.cli import stop_cleanly_on_signals
+from disviz.limits import check_count
 from disviz.sweeps import format_table, load_results, load_spec
 
 __all__ = ["cmd_bench", "cmd_sweep"]
@@ -60,7 +61,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """``python -m disviz bench sweep``: what Ray costs per trial, and N parallel vs N sequential trials."""
     from disviz.sweep_runner import bench_overhead, bench_throughput, default_num_cpus, ray_session
 
-    n = int(args.trials) if args.trials else default_num_cpus()
+    # each throughput trial trains a conv β-VAE in its own worker (≈ 0.5 GB)
+    n = (
+        check_count(args.trials, "--trials", maximum=1024, bytes_each=5e8, unit="trials")
+        if args.trials
+        else default_num_cpus()
+    )
     with ray_session(num_cpus=n) as ray:
         print(f"bench sweep: ray {ray.__version__}, local, {n} CPUs")
         o = bench_overhead(ray, rounds=int(args.rounds))

@@ -19,6 +19,7 @@ import torch
 from disviz import train as engine
 from disviz.cli import stop_cleanly_on_signals
 from disviz.device import pick_device
+from disviz.limits import MAX_STEPS, check_batch, check_count
 from disviz.train import (
     TrainConfig,
     TrainEvent,
@@ -136,7 +137,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bs = int(args.batch_size)
     rounds = 2
     warmup = max(5, steps // 5)
-    engine._load_dataset(args.dataset, None, {})  # fail early on a bad name (the engine's own loader)
+    ds = engine._load_dataset(args.dataset, None, {})  # fail early on a bad name (the engine's own loader)
+    check_batch(bs, ds.info().channels, len(ds))  # the plain loop allocates before the engine would check
+    check_count(steps, "--steps", maximum=MAX_STEPS, bytes_each=0, unit="steps")
     print(
         f"bench train: model={args.model} dataset={args.dataset} batch={bs} steps={steps} (+{warmup} warm-up), "
         f"best of {rounds} alternating rounds, device={device}"

@@ -92,7 +92,7 @@ from torch.nn import functional as F
 from disviz.data.base import GroundTruthDataset
 from disviz.device import pick_device
 from disviz.errors import DatasetError, TrainingError, UserError
-from disviz.limits import MAX_ANNEAL_RUNS, LimitError, check_count, check_seed, read_text_bounded
+from disviz.limits import MAX_ANNEAL_RUNS, LimitError, check_batch, check_count, check_seed, read_text_bounded
 from disviz.models.base import _cast_like
 
 FORMAT = "disviz-annealing"
@@ -654,7 +654,7 @@ def check_anneal_runs(bases: int, n_factors: int, sweep_len: int, channels: int,
     """Refuse factors × bases runs that cannot fit, before any sweep is rendered: each run holds its
     sweep as float copies (data, padded batch, activations) and its own MLP with Adam state."""
     pixels = channels * (64 // cfg.pool) ** 2
-    per_run = sweep_len * pixels * 4 * 4 + pixels * cfg.hidden * 2 * 4 * 4
+    per_run = max(sweep_len, cfg.batch_size or 0) * pixels * 4 * 4 + pixels * cfg.hidden * 2 * 4 * 4
     check_count(
         bases,
         "--bases",
@@ -696,6 +696,8 @@ def run_annealing(
     cfg.validate()
     check_seed(seed)
     check_count(bases, "--bases", maximum=MAX_ANNEAL_RUNS, bytes_each=0, unit="bases")
+    if cfg.batch_size is not None:  # the per-run batch (label-free: the one batch) the sampler allocates
+        check_batch(cfg.batch_size, int(dataset.channels))
     dev = pick_device(device)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
