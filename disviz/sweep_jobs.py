@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from disviz.limits import LimitError, read_text_bounded
 from disviz.outputs import atomic_write
 from disviz.sweeps import SweepError, SweepSpec, parse_spec, parse_toml
 
@@ -123,8 +124,8 @@ def start_sweep(text: str, resume: bool = False, num_cpus: int | None = None) ->
 
 def _driver(folder: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((folder / DRIVER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_text_bounded(folder / DRIVER_FILE, "sweep driver file"))
+    except (OSError, ValueError, LimitError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
 

@@ -757,10 +757,50 @@ def load_results(folder: str | os.PathLike[str], live: bool = False) -> dict[str
     if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
         raise SweepError(f"{path} is not a sweep results table (no 'trials' list)")
     data["trials"] = [r for r in data["trials"] if isinstance(r, dict) and isinstance(r.get("trial"), str)]
+    _check_table(data, path)
     if live:
         for r in data["trials"]:
             r["status"] = live_status(folder, r)
     return data
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# every row field the table, the CLI report and the Sweeps page read: its check and what it must be
+_ROW_TYPES: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(
+        ("model", "dataset", "status", "error", *NODE_KEYS, "checkpoint", "finished"),
+        (lambda v: isinstance(v, str), "a string"),
+    ),  # fmt: skip
+    **dict.fromkeys(("seed", "attempts"), (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")),
+    "steps": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    **dict.fromkeys(("wall_s", "train_s", "eval_s"), (_is_num, "a number")),
+    **dict.fromkeys(("hparams", "config"), (lambda v: isinstance(v, dict), "an object")),
+    "scores": (
+        lambda v: isinstance(v, dict) and all(x is None or _is_num(x) for x in v.values()),
+        "an object of numbers",
+    ),  # fmt: skip
+}
+
+
+def _check_table(data: dict[str, Any], path: Path) -> None:
+    """Types of every field a reader uses (null allowed): a damaged or edited table is one clear error,
+    not a TypeError in the page."""
+    fix = "restore it, or delete it and run the sweep with --resume (finished trials are recovered from their cards)"
+    metrics = data.get("metrics")
+    if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+        raise SweepError(f"{path}: 'metrics' must be a list of score names; {fix}")
+    for key in ("run", "spec"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise SweepError(f"{path}: {key!r} must be an object; {fix}")
+    for row in data["trials"]:
+        for key, (ok, what) in _ROW_TYPES.items():
+            if row.get(key) is not None and not ok(row[key]):
+                raise SweepError(
+                    f"{path}: trial {row['trial']!r}: {key!r} must be {what}, found {row[key]!r:.60}; {fix}"
+                )
 
 
 def table_columns(data: Mapping[str, Any]) -> tuple[list[str], list[str]]:

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import zipfile
@@ -701,7 +702,7 @@ def test_32_4_annealing_settings_are_typed(tmp_path, key, value):
         load_annealing_result(path)
 
 
-@HYPO
+@settings(HYPO, max_examples=25)
 @given(key=st.sampled_from(["dataset", "seed", "scale", "recipe", "beta_max", "beta_max_note", "pool", "label_free",
                             "dataset_options", "warmup"]), value=JSON_VALUES)  # fmt: skip
 def test_32_4_generated_annealing_settings_load_and_show_or_fail_clearly(tmp_path, key, value):
@@ -811,3 +812,34 @@ def test_32_6_a_ray_auth_refusal_is_one_line_naming_the_fix(monkeypatch):
     readme = (ROOT / "README.md").read_text()
     for needed in ("RAY_AUTH_MODE=token", "RAY_AUTH_MODE=disabled", "ray get-auth-token --generate", "node_ip"):
         assert needed in readme
+
+
+SHIPPED_SWEEP = ROOT / "checkpoints" / "sweeps" / "dsprites_vae_seeds"
+
+
+@settings(HYPO, max_examples=20)  # each example draws the page's figures
+@given(key=st.sampled_from(["status", "hparams", "scores", "config", "wall_s", "seed", "attempts", "node", "metrics",
+                            "model", "error"]), value=JSON_VALUES)  # fmt: skip
+def test_32_4_generated_results_tables_load_and_show_or_fail_clearly(tmp_path, key, value):
+    """Every loaded JSON is typed: a sweep table edited or damaged by hand is one error line, or it works
+    in the CLI report, the CSV and the Sweeps page's figures."""
+    from disviz.sweep_figures import rank_correlation_figure, score_distribution_figure, sweep_metrics
+    from disviz.sweeps import SweepError, format_table, load_results, results_csv
+
+    data = json.loads((SHIPPED_SWEEP / "results.json").read_text())
+    if key == "metrics":
+        data["metrics"] = value
+    else:
+        data["trials"][0][key] = value
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example (Hypothesis reuses tmp_path)
+    (folder / "results.json").write_text(json.dumps(data))
+    try:
+        loaded = load_results(folder, live=True)
+    except SweepError as exc:
+        assert "\n" not in str(exc) and "--resume" in str(exc)
+    else:
+        format_table(loaded)
+        results_csv(loaded)
+        for metric in sweep_metrics(loaded)[:2]:
+            score_distribution_figure(loaded, metric)
+        rank_correlation_figure(loaded)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -210,6 +211,9 @@ def test_four_trial_sweep_runs_end_to_end_on_ray(ray_local, tmp_path, capsys):
         assert card["metrics"]["n"] == 60 and card["sweep"]["trial"] == r["trial"]
         assert set(r["scores"]) == {"mig", "dci_disentanglement", "infom"}
         assert r["wall_s"] > 0 and r["attempts"] == 1
+        # the node that ran it (issue 32): hostname, Ray's node IP and id, in the table and the card
+        assert r["node"] == socket.gethostname() and r["node_ip"] and len(r["node_id"]) > 8
+        assert card["sweep"]["node_id"] == r["node_id"]
     assert results.counts()["done"] == 4 and any("4 done" in line for line in lines)
     assert (tmp_path / "sw" / "results.csv").read_text().count("\n") == 5
     assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["run"]["ray"]
