@@ -6,6 +6,7 @@ this file only adds Streamlit caching and messages.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sys
@@ -88,6 +89,11 @@ def show_image(img: np.ndarray, alt: str, caption: str | None = None, width: int
 def show_uri(uri: str, alt: str, caption: str | None = None, width: int | None = None) -> None:
     """An already encoded (cached) data URI."""
     st.html(img_html(uri, alt, width=width, caption=caption))
+
+
+def png_of(uri: str) -> bytes:
+    """The PNG bytes inside a data URI (a cached grid's download costs no new encoding)."""
+    return base64.b64decode(uri.split(",", 1)[1])
 
 
 def download_png(label: str, make: Callable[[], np.ndarray], file_name: str, key: str) -> None:

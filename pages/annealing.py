@@ -12,7 +12,7 @@ from disviz import explore as ex
 from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds
 from disviz.errors import UserError
 from disviz.figures import annealing_curves, ifp_distribution, table_csv
-from pages._shared import teach
+from pages._shared import download_bytes, teach
 
 st.title("Annealing test: information freezing points (IFP)")
 teach(
@@ -44,6 +44,21 @@ def _load(path: Path) -> dict:
         raise UserError(f"{path} is not a readable annealing result ({exc})") from None
 
 
+@st.cache_resource(max_entries=16, show_spinner="Reading the annealing result…")
+def _load_cached(path: str, mtime: float) -> dict:
+    """One parse per result file version, shared read-only by every session."""
+    return _load(Path(path))
+
+
+@st.fragment
+def curves_panel(curves: dict, threshold: float, marks: dict, key: str) -> None:
+    """The runs-per-factor slider and the curves it drives: moving it reruns only this."""
+    max_runs = st.slider("Runs shown per factor", 1, 20, 6, key=f"{key}_max")
+    st.plotly_chart(
+        annealing_curves(curves, threshold=threshold, max_per_factor=max_runs, beta_marks=marks), key=f"{key}_curves"
+    )
+
+
 def show(result: dict, key: str) -> None:
     curves, ifps, threshold = ex.annealing_view(result)
     if not curves and not ifps:
@@ -66,10 +81,7 @@ def show(result: dict, key: str) -> None:
             comparison = deft_stage_comparison(result, thresholds)
             st.caption(f"Dotted lines: DEFT's stage thresholds, from {source}.")
     st.subheader("KL vs β per factor")
-    max_runs = st.slider("Runs shown per factor", 1, 20, 6, key=f"{key}_max")
-    st.plotly_chart(
-        annealing_curves(curves, threshold=threshold, max_per_factor=max_runs, beta_marks=marks), key=f"{key}_curves"
-    )
+    curves_panel(curves, threshold, marks, key)
     st.subheader("IFP distribution per factor")
     st.plotly_chart(ifp_distribution(ifps, beta_marks=marks), key=f"{key}_ifps")
     if comparison is not None:
@@ -80,8 +92,8 @@ def show(result: dict, key: str) -> None:
     if rows:
         st.markdown(f"**Ordering (high → low IFP; braces: not separable, Mann–Whitney p ≥ 0.05):** {order}")
         st.dataframe(rows, hide_index=True, key=f"{key}_summary")
-        st.download_button(
-            "Download the table (CSV)", table_csv(rows), "ifp_summary.csv", "text/csv", key=f"{key}_summary_csv"
+        download_bytes(
+            "Download the table (CSV)", lambda: table_csv(rows), "ifp_summary.csv", "text/csv", f"{key}_summary_csv"
         )
         st.caption(
             "Linear-response bound: the β below which the collapsed one-latent VAE becomes unstable, computed "
@@ -103,7 +115,7 @@ with tab_saved:
     else:
         pick = st.selectbox("Result", [str(f) for f in files], key="annealing_pick")
         try:
-            shown = _load(Path(pick))
+            shown = _load_cached(pick, Path(pick).stat().st_mtime)
             show(shown, "saved")
             twins = ex.recipe_twins(Path(pick), files)
             if len(twins) > 1:
@@ -112,8 +124,9 @@ with tab_saved:
                     "Same sweeps (dataset, seed, bases), same network and scale; only the optimisation recipe "
                     "differs. The gap is how much a measured IFP depends on how the VAE is trained."
                 )
-                st.dataframe(ex.recipe_comparison({r: _load(f) for r, f in twins.items()}), hide_index=True)
-        except UserError as exc:
+                twin_results = {r: _load_cached(str(f), Path(f).stat().st_mtime) for r, f in twins.items()}
+                st.dataframe(ex.recipe_comparison(twin_results), hide_index=True)
+        except (UserError, OSError) as exc:
             st.error(str(exc))
 
 with tab_live:

@@ -6,8 +6,9 @@ import numpy as np
 import streamlit as st
 
 from disviz import explore as ex
-from disviz.figures import codebook_usage_figure, codebook_values_figure, compose_grid, label_rows, png_bytes
-from pages._shared import require_checkpoint, teach
+from disviz.figures import codebook_usage_figure, codebook_values_figure, compose_grid, label_rows
+from disviz.serving.images import data_uri
+from pages._shared import download_bytes, png_of, require_checkpoint, show_uri, teach
 
 st.title("Codebook (QLAE)")
 teach(
@@ -30,21 +31,40 @@ if not specs or any(s.kind != "quantised" for s in specs):
     )
     st.stop()
 
-seed = st.number_input("Base image seed", min_value=0, value=0, step=1, key="codebook_seed")
-base = dataset.sample(1, np.random.default_rng(int(seed)))[0][0]
-anchor = ex.encode(model, base[None])[0]
 stats = ck.stats()
 labels = ex.row_labels(stats, range(len(specs)))
 
-tiles, values = ex.codebook_grid(model, anchor)
-scale = 2 if tiles.shape[1] <= 12 else 1
-grid = label_rows(compose_grid(tiles, gutter=2, scale=scale), labels, 64 * scale, 2, width=230)
-c1, c2 = st.columns([1, 6])
-c1.image(compose_grid(base[None, None], gutter=0, scale=2), caption="base image")
-c2.image(grid, caption="rows: latents · columns: that latent's codebook values (sorted)")
-c2.download_button("Download the grid (PNG)", png_bytes(grid), "codebook.png", "image/png", key="codebook_png")
-st.session_state["codebook_shape"] = list(tiles.shape[:2])
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def codebook_view(key: str, seed: int, _model: object, _dataset: object) -> tuple[str, str, list[int]]:
+    """(base image URI, labelled grid URI, grid shape) per (checkpoint, seed), shared by every session."""
+    base = _dataset.sample(1, np.random.default_rng(seed))[0][0]
+    anchor = ex.encode(_model, base[None])[0]
+    tiles, _ = ex.codebook_grid(_model, anchor)
+    scale = 2 if tiles.shape[1] <= 12 else 1
+    grid = label_rows(compose_grid(tiles, gutter=2, scale=scale), labels, 64 * scale, 2, width=230)
+    return data_uri(compose_grid(base[None, None], gutter=0, scale=2)), data_uri(grid), list(tiles.shape[:2])
+
+
+@st.fragment
+def grid_panel() -> None:
+    """The seed and the grid it drives: a new seed reruns only this."""
+    seed = st.number_input("Base image seed", min_value=0, max_value=2**32 - 1, value=0, step=1, key="codebook_seed")
+    base_uri, grid_uri, shape = codebook_view(ck.key, int(seed), model, dataset)
+    c1, c2 = st.columns([1, 6])
+    with c1:
+        show_uri(base_uri, alt="base image", caption="base image")
+    with c2:
+        show_uri(
+            grid_uri, alt="codebook grid", caption="rows: latents · columns: that latent's codebook values (sorted)"
+        )
+        download_bytes("Download the grid (PNG)", lambda: png_of(grid_uri), "codebook.png", "image/png", "codebook_png")
+    st.session_state["codebook_shape"] = shape
+
+
+grid_panel()
+
+values = [sorted(s.values or []) for s in specs]  # the grid's columns, in the same order
 st.subheader("Codebook values per latent")
 st.plotly_chart(codebook_values_figure(values), key="codebook_values")
 st.subheader("Usage of each value on data")

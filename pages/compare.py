@@ -8,8 +8,19 @@ import streamlit as st
 
 from disviz import explore as ex
 from disviz.errors import UserError
-from disviz.figures import argmax_order, compose_grid, heatmap, label_rows, png_bytes
-from pages._shared import all_entries, dataset_key, get_dataset, get_model, get_stats, teach
+from disviz.figures import argmax_order, compose_grid, heatmap, label_rows
+from disviz.serving.images import data_uri
+from pages._shared import (
+    all_entries,
+    dataset_key,
+    download_bytes,
+    get_dataset,
+    get_model,
+    get_stats,
+    png_of,
+    show_uri,
+    teach,
+)
 
 st.title("Compare checkpoints")
 teach(
@@ -39,6 +50,22 @@ if len(chosen) < 2:
     st.warning("Choose at least two checkpoints.")
     st.stop()
 
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def compare_grid(
+    path: str, mtime: float, seed: int, steps: int, _model: object, _dataset: object, _stats: ex.LatentStats
+) -> str:
+    """One column's labelled traversal (rows by KL) as a data URI, shared by every session."""
+    base = _dataset.sample(1, np.random.default_rng(seed))[0][0]
+    anchor = ex.encode(_model, base[None])[0]
+    specs = _model.latent_specs()
+    order = ex.sort_latents(_stats, "kl")
+    mode = "std_gaussian" if _stats.kl is not None else "minmax_interval"
+    vals = [ex.traversal_values(specs[j], mode, _stats.codes, steps) for j in order]
+    tiles = ex.traversal_tiles(_model, anchor, order, vals)
+    return data_uri(label_rows(compose_grid(tiles, gutter=2), ex.row_labels(_stats, order), 64, 2, width=200))
+
+
 entries = {str(e.path): e for e in found}
 cols = st.columns(len(chosen))
 score_rows: dict[str, list] = {}
@@ -53,18 +80,11 @@ for col, path in zip(cols, chosen, strict=True):
         except UserError as exc:
             st.error(str(exc))
             continue
-        base = dataset.sample(1, np.random.default_rng(int(seed)))[0][0]
-        anchor = ex.encode(model, base[None])[0]
-        specs = model.latent_specs()
-        order = ex.sort_latents(stats, "kl")
-        mode = "std_gaussian" if stats.kl is not None else "minmax_interval"
-        vals = [ex.traversal_values(specs[j], mode, stats.codes, int(steps)) for j in order]
-        tiles = ex.traversal_tiles(model, anchor, order, vals)
-        grid = label_rows(compose_grid(tiles, gutter=2), ex.row_labels(stats, order), 64, 2, width=200)
-        st.image(grid)
-        st.download_button(
+        grid_uri = compare_grid(path, e.mtime, int(seed), int(steps), model, dataset, stats)
+        show_uri(grid_uri, alt=f"traversal of {e.path.name}")
+        download_bytes(
             "Download the grid (PNG)",
-            png_bytes(grid),
+            lambda uri=grid_uri: png_of(uri),
             f"{e.path.name}_traversal.png",
             "image/png",
             key=f"compare_png_{path}",
@@ -82,7 +102,7 @@ if score_rows:
     st.subheader("Scores side by side")
     df = pd.DataFrame(score_rows, index=[label for label, _ in ex.SCORES])
     st.dataframe(df, key="compare_scores")
-    st.download_button(
-        "Download scores (CSV)", df.to_csv().encode("utf-8"), "compare_scores.csv", "text/csv", key="compare_csv"
+    download_bytes(
+        "Download scores (CSV)", lambda: df.to_csv().encode("utf-8"), "compare_scores.csv", "text/csv", "compare_csv"
     )
     st.session_state["compare_columns"] = list(score_rows)

@@ -16,10 +16,12 @@ import streamlit as st
 from disviz import explore as ex
 from disviz.figures import compose_grid, label_rows
 from disviz.serving.deeplink import check_factors, format_z, parse_explore_link
+from disviz.serving.counters import count
 from disviz.serving.images import data_uri
 from pages._shared import (
     download_bytes,
     image_hash,
+    png_of,
     require_checkpoint,
     show_image,
     show_uri,
@@ -52,6 +54,7 @@ send someone exactly what you see; a reload keeps it.
 """
 )
 
+count("explore_page_runs")
 ck = require_checkpoint()
 model, card, dataset = ck.model, ck.card, ck.dataset
 info = dataset.info()
@@ -250,6 +253,7 @@ st.query_params.update(url_view)
 @st.fragment
 def latent_panel() -> None:
     """The only code a slider step runs: read the sliders, one decode, one small inline image."""
+    count("explore_slider_runs")
     st.subheader("Latent sliders")
     if focus is not None and 0 <= int(focus) < len(specs):
         st.info(f"Highlighted from the Metrics page: **{labels[int(focus)]}**")
@@ -295,6 +299,7 @@ def traversal_grid(
     labelled with the factor each latent mostly encodes; 'code': rows vary a generator's code
     dimensions over the prior's own range (no data statistics), labelled c0, c1, …
     """
+    count("traversal_grid_builds")
     model_specs = _model.latent_specs()
     if row_kind == "code":
         vals = [ex.traversal_values(model_specs[j], "minmax_interval", None, steps) for j in order_t]
@@ -329,10 +334,6 @@ def traversal_gif(
     return ex.traversal_gif(tiles, fps=fps, scale=1)
 
 
-def _png_of(uri: str) -> bytes:
-    return base64.b64decode(uri.split(",", 1)[1])
-
-
 st.subheader("Traversal grid")
 g1, g2, g3, g4 = st.columns(4)
 sort_opts = {
@@ -363,7 +364,7 @@ st.caption(
 anchor_t = tuple(np.round(anchor, 4).tolist())
 grid_uri = traversal_grid(ck.key, anchor_t, tuple(order), mode, int(steps), int(scale), "latent", model, stats)
 show_uri(grid_uri, alt="traversal grid")
-download_bytes("Download the grid (PNG)", lambda: _png_of(grid_uri), "traversal.png", "image/png", "explore_png")
+download_bytes("Download the grid (PNG)", lambda: png_of(grid_uri), "traversal.png", "image/png", "explore_png")
 
 if callable(getattr(model, "generate", None)):  # a generative model (DiD): its own samples G(c) as well
     st.subheader("Generator traversal: G(c), one code dimension at a time")
@@ -389,7 +390,7 @@ if callable(getattr(model, "generate", None)):  # a generative model (DiD): its 
     )
     show_uri(g_uri, alt="generator traversal")
     download_bytes(
-        "Download G(c) grid (PNG)", lambda: _png_of(g_uri), "generator_traversal.png", "image/png", "explore_gen_png"
+        "Download G(c) grid (PNG)", lambda: png_of(g_uri), "generator_traversal.png", "image/png", "explore_gen_png"
     )
 
 with st.expander("GIF export"):
@@ -425,7 +426,7 @@ with interp_panel:
         show_uri(interp_uri, alt="interpolation", caption="A · decoded path from code(A) to code(B) · B")
         download_bytes(
             "Download the interpolation (PNG)",
-            lambda: _png_of(interp_uri),
+            lambda: png_of(interp_uri),
             "interpolation.png",
             "image/png",
             "explore_interp_png",

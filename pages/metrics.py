@@ -8,7 +8,7 @@ import streamlit as st
 from disviz import explore as ex
 from disviz.errors import UserError
 from disviz.figures import argmax_order, diffusion_figure, heatmap, matrix_csv, table_csv
-from pages._shared import get_model, require_checkpoint, teach
+from pages._shared import download_bytes, get_model, require_checkpoint, teach
 
 st.title("Metrics")
 teach(
@@ -73,8 +73,20 @@ if report is None:
 def matrix_download(title: str, matrix, name: str) -> None:
     """A CSV download of a factors × latents matrix (rows: factors, columns: z0 … in latent order)."""
     cols = [f"z{j}" for j in range(matrix.shape[1])]
-    data = matrix_csv(matrix, factors, cols, "factor")
-    st.download_button(f"Download {title} (CSV)", data, f"{name}.csv", "text/csv", key=f"metrics_{name}_csv")
+    download_bytes(
+        f"Download {title} (CSV)",
+        lambda: matrix_csv(matrix, factors, cols, "factor"),
+        f"{name}.csv",
+        "text/csv",
+        f"metrics_{name}_csv",
+    )
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def heatmap_figure(key: str, which: str, _matrix, _factors: tuple[str, ...], colorscale: str) -> object:
+    """A report's matrix as a heatmap, latents in argmax order; built once per checkpoint for every session."""
+    order = argmax_order(_matrix)
+    return heatmap(_matrix[:, order], list(_factors), [f"z{j}" for j in order], colorscale=colorscale)
 
 
 if report is not None:
@@ -84,9 +96,8 @@ if report is not None:
     with tab1:
         st.subheader("NMI: factors × latents")
         if nmi is not None:
-            order = argmax_order(nmi)
-            st.session_state["metrics_latent_order"] = order
-            fig = heatmap(nmi[:, order], factors, [f"z{j}" for j in order], zmin=0, zmax=1)
+            st.session_state["metrics_latent_order"] = argmax_order(nmi)
+            fig = heatmap_figure(ck.key, "nmi", nmi, tuple(factors), "Blues")
             event = st.plotly_chart(fig, key="metrics_nmi", on_select="rerun", selection_mode="points")
             matrix_download("NMI", nmi, "nmi")
             points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
@@ -103,11 +114,8 @@ if report is not None:
     with tab2:
         st.subheader("DCI importance")
         if imp is not None:
-            order = argmax_order(imp)
             m = imp / max(float(imp.max()), 1e-12) if imp.max() > 1 else imp
-            st.plotly_chart(
-                heatmap(m[:, order], factors, [f"z{j}" for j in order], colorscale="Oranges"), key="metrics_dci"
-            )
+            st.plotly_chart(heatmap_figure(ck.key, "dci", m, tuple(factors), "Oranges"), key="metrics_dci")
             matrix_download("DCI importance", imp, "dci_importance")
         else:
             st.info("The report has no DCI importance matrix.")
@@ -115,21 +123,31 @@ if report is not None:
     rows = ex.score_table(report)
     df = pd.DataFrame({"score": [r[0] for r in rows], "value": [r[1] for r in rows]})
     st.dataframe(df, hide_index=True, key="metrics_scores")
-    st.download_button(
-        "Download scores (CSV)", table_csv(rows, ["score", "value"]), "scores.csv", "text/csv", key="metrics_scores_csv"
+    download_bytes(
+        "Download scores (CSV)",
+        lambda: table_csv(rows, ["score", "value"]),
+        "scores.csv",
+        "text/csv",
+        "metrics_scores_csv",
     )
     with st.expander("Settings used"):
         st.json(ex.report_settings(report) or {"note": "the report records no settings"})
-    c = st.columns(4)
-    focus_pick = c[0].selectbox(
-        "Open latent in Explore",
-        list(range(ck.model.latent_dim)),
-        format_func=lambda j: f"z{j}",
-        key="metrics_jump_pick",
-    )
-    if c[1].button("Open traversal", key="metrics_jump"):
-        st.session_state["explore_focus"] = int(focus_pick)
-        st.switch_page("pages/explore.py")
+
+    @st.fragment
+    def jump_panel() -> None:
+        """Picking a latent reruns only this; the button leaves for Explore."""
+        c = st.columns(4)
+        focus_pick = c[0].selectbox(
+            "Open latent in Explore",
+            list(range(ck.model.latent_dim)),
+            format_func=lambda j: f"z{j}",
+            key="metrics_jump_pick",
+        )
+        if c[1].button("Open traversal", key="metrics_jump"):
+            st.session_state["explore_focus"] = int(focus_pick)
+            st.switch_page("pages/explore.py")
+
+    jump_panel()
 
 st.subheader("Information diffusion (NMI1 / NMI2 during training)")
 records = ((card.get("tracks") or {}).get("diffusion")) or []

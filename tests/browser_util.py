@@ -1,86 +1,15 @@
-"""Helpers for the Playwright suite: start the real app server, wait like Streamlit's own e2e tests.
+"""Helpers for the Playwright suite: the real app server (disviz.serving.server), waits like Streamlit's e2e tests.
 
 Kept out of conftest.py on purpose (the suite is the only user); tests/test_browser.py imports it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator, Mapping
-from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-REPO = Path(__file__).resolve().parent.parent
+from disviz.serving.server import CHROMIUM, CHROMIUM_ARGS, REPO, streamlit_server
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def streamlit_server(env: Mapping[str, str], log_path: Path, timeout: float = 90.0) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port; yields the base URL once /_stcore/health says ok."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    full_env = {**os.environ, **env}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            t0 = time.monotonic()
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.read().decode().strip() == "ok":
-                            break
-                if time.monotonic() - t0 > timeout:
-                    raise RuntimeError(
-                        f"streamlit did not become healthy in {timeout} s:\n{log_path.read_text()[-3000:]}"
-                    )
-                time.sleep(0.25)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "REPO", "page_errors", "streamlit_server", "wait_for_app"]
 
 
 def wait_for_app(page, timeout: float = 60_000, settle: float = 0.3) -> None:

@@ -365,3 +365,33 @@ def test_sweeps_page_checks_a_typed_spec_and_refuses_a_bad_one(env):
     at.button(key="sweeps_check").click().run()
     _ok(at)
     assert any("2 trials" in s.value for s in at.success)
+
+
+def test_a_deep_link_opens_the_named_checkpoint_base_and_slider_values(env):
+    at = _app()
+    at.query_params.update({"ckpt": str((env / "tiny-betavae").resolve()), "seed": "5", "anchor": "posterior"})
+    first = at.run()
+    _ok(first)
+    n = len(first.session_state["explore_z"])
+    linked = [round(0.5 - 0.25 * j, 2) for j in range(n)]
+    at = _app()
+    at.query_params.update(
+        {"ckpt": str((env / "tiny-betavae").resolve()), "seed": "5", "z": ",".join(map(str, linked))}
+    )
+    at.run()
+    _ok(at)
+    assert "tiny-betavae" in at.session_state["ckpt"]
+    assert at.session_state["explore_seed"] == 5
+    assert at.session_state["explore_z"] == pytest.approx(linked, abs=0.06)  # snapped to the sliders' steps
+    assert not at.warning
+
+
+def test_a_bad_or_stale_link_gets_a_message_not_a_traceback(env):
+    at = _app()
+    at.query_params.update({"ckpt": "checkpoints/gone/forever", "seed": "-3", "z": "1,2,nope", "mode": "sideways"})
+    at.run()
+    _ok(at)
+    said = " ".join(w.value for w in at.warning) + " ".join(w.value for w in at.sidebar.warning)
+    assert "checkpoints/gone/forever" in said and "does not have" in said
+    assert "seed -3" in said and "z '1,2,nope'" in said and "sideways" in said
+    assert at.title[0].value == "Explore the latent space"  # the rest of the view opened

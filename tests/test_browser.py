@@ -62,14 +62,16 @@ def checkpoints_dir(tmp_path_factory) -> Path:
 def server(checkpoints_dir, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     log = tmp_path_factory.mktemp("log") / "streamlit.log"
+    counts = tmp_path_factory.mktemp("counts") / "run_counts.json"
     env = {
         "DISVIZ_CHECKPOINTS": str(checkpoints_dir),
         "DISVIZ_RUNS": str(runs),
+        "DISVIZ_RUN_COUNTS": str(counts),
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    with streamlit_server(env, log) as url:
-        yield {"url": url, "runs": runs, "log": log}
+    with streamlit_server(env, log) as srv:
+        yield {"url": srv.url, "pid": srv.pid, "runs": runs, "log": log, "counts": counts}
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +119,7 @@ def find_link(links: dict[str, str], *words: str) -> str:
 def image_digests(page) -> list[str]:
     """Screenshots of every image in the main area, hashed (what the user sees, not the URL)."""
     out = []
-    for img in page.locator("[data-testid='stMain'] [data-testid='stImage'] img").all():
+    for img in page.locator("[data-testid='stMain'] img").all():
         if img.is_visible():
             img.scroll_into_view_if_needed()
             out.append(hashlib.sha256(img.screenshot()).hexdigest())
@@ -316,3 +318,73 @@ def test_sweeps_page_draws_the_shipped_sweep_and_opens_a_run_in_explore(page):
     trial = read_card_of(done[0]["trial"])
     assert f"{trial['steps']:,} steps" in sidebar.inner_text(), "the opened trial is not selected in the picker"
     assert page_errors(page) == []
+
+
+def _slider_thumb(page, key: str = "z0"):
+    thumb = page.locator(f"[data-testid='stMain'] .st-key-{key} input[type='range']").first
+    thumb.wait_for(state="attached", timeout=60_000)
+    return thumb
+
+
+def _decoded_src(page) -> str:
+    return page.locator("img[alt='decoded from the sliders']").first.get_attribute("src") or ""
+
+
+def test_a_slider_step_reruns_only_the_slider_panel(page, server):
+    """Server-side run counters: the step runs the slider fragment, not the page, and builds no grid."""
+    from disviz.serving.counters import read_counts
+
+    goto(page, find_link(nav_links(page), "explore", "travers"))
+    page.locator("img[alt='traversal grid']").first.wait_for(timeout=60_000)
+    before_src = _decoded_src(page)
+    before = read_counts(server["counts"])
+    assert before.get("explore_page_runs", 0) >= 1 and before.get("explore_slider_runs", 0) >= 1
+    thumb = _slider_thumb(page)
+    thumb.focus()
+    page.keyboard.press("PageUp")
+    thumb.blur()
+    page.wait_for_function(
+        "(b) => { const i = document.querySelector(\"img[alt='decoded from the sliders']\"); "
+        "return i && i.getAttribute('src') !== b; }",
+        arg=before_src,
+        timeout=60_000,
+    )
+    wait_for_app(page)
+    after = read_counts(server["counts"])
+    assert after["explore_slider_runs"] == before["explore_slider_runs"] + 1
+    assert after.get("explore_page_runs", 0) == before.get("explore_page_runs", 0), "the whole page ran again"
+    assert after.get("traversal_grid_builds", 0) == before.get("traversal_grid_builds", 0)
+    assert page_errors(page) == []
+
+
+def test_a_deep_link_reopens_the_view_after_a_reload(page, server):
+    goto(page, find_link(nav_links(page), "explore", "travers"))
+    thumb = _slider_thumb(page)
+    thumb.focus()
+    page.keyboard.press("PageUp")
+    thumb.blur()
+    wait_for_app(page)
+    page.wait_for_url(lambda url: "z=" in url and "ckpt=" in url and "seed=" in url, timeout=30_000)
+    value = thumb.input_value()
+    src = _decoded_src(page)
+    page.reload()
+    wait_for_app(page)
+    thumb = _slider_thumb(page)
+    assert thumb.input_value() == value, "the reloaded link lost the slider value"
+    page.locator("img[alt='decoded from the sliders']").first.wait_for(timeout=30_000)
+    assert _decoded_src(page) == src, "the reloaded link decodes another image"
+    assert page_errors(page) == []
+
+
+def test_several_sessions_at_once_each_get_their_images(server):
+    """bench serve's own driver, small: concurrent sessions, every move answered, nothing broken."""
+    from disviz.serving.bench import run_bench
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # its own thread: the module's sync Playwright owns this one's loop
+        res = pool.submit(
+            run_bench, server["url"], server["pid"], 4, 2, think_s=0.1, timeout_s=90, log=lambda _: None
+        ).result()
+    assert res.errors == {"exceptions": 0, "broken_images": 0, "disconnects": 0, "timeouts": 0}, res.notes
+    assert res.move_ms["n"] == 8 and res.load_s["n"] == 4
