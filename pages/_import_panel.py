@@ -29,7 +29,7 @@ def import_panel() -> None:
 
     with st.expander("Open a model trained elsewhere"):
         st.caption(
-            "A disent Lightning `.ckpt`, or your TorchScript modules with their `.toml` "
+            "A disent or DEFT / DeVAE authors' Lightning `.ckpt`, or your TorchScript modules with their `.toml` "
             "(README: *Open a model trained elsewhere*). Nothing in the file is run."
         )
         source = st.radio("Source", ["file on the server", "upload"], key="imp_source", horizontal=True)

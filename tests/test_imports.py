@@ -110,9 +110,41 @@ def test_imported_models_work_like_disviz_models(imported: dict[str, Path]) -> N
     assert read_card(imported["disent_ae_linear"])["metrics"]["scores"]["mig"] == report["scores"]["mig"]
 
 
+# --- the DEFT / DeVAE authors' checkpoints (erow/disentanglement_lib, their code run in make_fixtures.py) ----
+def test_erow_deft_matches_their_frac_encoder(tmp_path: Path) -> None:
+    model, card = load_checkpoint(import_model(FIXTURES / "erow_deft.ckpt", tmp_path / "deft", "dsprites"))
+    ref = np.load(FIXTURES / "erow_deft.npz")
+    x, z = torch.from_numpy(ref["x"]), torch.from_numpy(ref["z"])  # x: [4, 1, 64, 64], z: [4, 5]
+    with torch.no_grad():
+        mu, logvar = model.posterior(x)
+        assert np.abs(model.encode(x).numpy() - ref["mean"]).max() < TOL
+        assert np.abs(logvar.numpy() - ref["logvar"]).max() < TOL
+        assert np.abs(model.decode(z).numpy() - ref["logits"]).max() < TOL
+    # the stage their regulariser had reached (not stored by them): group 0 projected, 1 raw, 2–4 zero
+    assert card["config"]["stage"] == int(ref["stage"]) == 1 and card["imported"]["method"] == "DEFT"
+    assert (mu[:, 2:] == 0).all()
+
+
+def test_erow_devae_matches_every_space(tmp_path: Path) -> None:
+    out = import_model(FIXTURES / "erow_devae.ckpt", tmp_path / "devae", "dsprites")
+    model, card = load_checkpoint(out)
+    ref = np.load(FIXTURES / "erow_devae.npz")
+    x, z = torch.from_numpy(ref["x"]), torch.from_numpy(ref["z"])
+    assert card["config"]["space"] == 0 and card["config"]["spaces"] == 3
+    with torch.no_grad():
+        assert np.abs(model.encode(x).numpy() - ref["mean0"]).max() < TOL  # disviz shows space 0
+        for s in range(3):
+            model.config.space = s
+            mu, logvar = model.posterior(x)
+            assert np.abs(mu.numpy() - ref[f"mean{s}"]).max() < TOL
+            assert np.abs(logvar.numpy() - ref[f"logvar{s}"]).max() < TOL
+            assert np.abs(model.decode(z).numpy() - ref[f"logits{s}"]).max() < TOL
+
+
 def test_detect_format() -> None:
     for name, _, _ in DISENT:
         assert detect_format(FIXTURES / f"{name}.ckpt") == "disent"
+    assert detect_format(FIXTURES / "erow_deft.ckpt") == detect_format(FIXTURES / "erow_devae.ckpt") == "erow"
 
 
 def test_cli_import_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,9 +22,18 @@ import torch
 from disviz.data.base import DatasetInfo, GroundTruthDataset, to_tensor_batch
 from disviz.errors import TrainingError
 from disviz.importers.errors import ModelImportError
+from disviz.importers.safe_pickle import LazyTensor, TorchArchive
 from disviz.models.base import ConfigError, DisentangledModel, LatentSpec, ModelConfig
 
-__all__ = ["ImportedConfig", "ImportedModel", "LATENT_KINDS", "file_sha256", "measure_ranges", "verify_model"]
+__all__ = [
+    "ImportedConfig",
+    "ImportedModel",
+    "LATENT_KINDS",
+    "file_sha256",
+    "load_mapped_weights",
+    "measure_ranges",
+    "verify_model",
+]
 
 LATENT_KINDS = ("gaussian", "deterministic", "quantised", "uniform")
 RANGE_SAMPLES = 1_000  # images encoded at import to find a deterministic code's slider range
@@ -86,6 +95,30 @@ class ImportedModel(DisentangledModel):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         self.loss(torch.empty(0), 0)  # raises: imported models are for viewing and evaluation
         return []
+
+
+def load_mapped_weights(model: ImportedModel, archive: TorchArchive, theirs: dict[str, Any], network: str) -> None:
+    """Load ``theirs`` (the checkpoint's tensors, already renamed to the model's names) into ``model``:
+    every name and shape must match (slider-range buffers aside), within the memory budget."""
+    where = str(archive.path)
+    wanted = {k: v for k, v in model.state_dict().items() if k not in ("z_low", "z_high")}
+    missing, extra = sorted(set(wanted) - set(theirs)), sorted(set(theirs) - set(wanted))
+    if missing or extra:
+        raise ModelImportError(
+            f"{where}: tensors do not match {network} (missing {missing[:4]}, unexpected {extra[:4]}); "
+            "the file is damaged or the network was modified"
+        )
+    archive.check_budget([v for v in theirs.values() if isinstance(v, LazyTensor)], f"the weights of {where}")
+    loaded = {}
+    for k, want in wanted.items():
+        lazy = theirs[k]
+        if not isinstance(lazy, LazyTensor) or lazy.shape != tuple(want.shape):
+            got = lazy.shape if isinstance(lazy, LazyTensor) else type(lazy).__name__
+            raise ModelImportError(
+                f"{where}: tensor {k!r} has shape {got}, the rebuilt network expects {tuple(want.shape)}"
+            )
+        loaded[k] = archive.tensor(lazy, k).to(want.dtype)
+    model.load_state_dict(loaded, strict=False)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from disviz.data.base import DatasetInfo
-from disviz.importers.base import ImportedConfig, ImportedModel
+from disviz.importers.base import ImportedConfig, ImportedModel, load_mapped_weights
 from disviz.importers.errors import ModelImportError
-from disviz.importers.safe_pickle import LazyTensor, TorchArchive, is_stub, stub_name
+from disviz.importers.safe_pickle import TorchArchive, is_stub, stub_name
 from disviz.models.base import ConfigError
 
 __all__ = ["DisentConfig", "DisentModel", "ENCODERS", "DECODERS", "convert", "looks_like_disent"]
@@ -320,33 +320,10 @@ def convert(archive: TorchArchive, info: DatasetInfo) -> tuple[DisentModel, dict
 
 
 def _load_weights(model: DisentModel, archive: TorchArchive, state: dict[str, Any]) -> None:
-    """Map ``_model._encoder.model.<i>.*`` → ``encoder.<i>.*`` (same for the decoder); every key
-    and shape must match, nothing may be left over."""
-    where = str(archive.path)
-    mine = model.state_dict()
-    wanted = {k: v for k, v in mine.items() if not k.startswith(("z_low", "z_high"))}
+    """``_model._encoder.model.<i>.*`` → ``encoder.<i>.*`` (and the decoder's likewise)."""
     theirs = {
         str(k).replace("_model._encoder.model.", "encoder.", 1).replace("_model._decoder.model.", "decoder.", 1): v
         for k, v in state.items()
         if str(k).startswith(("_model._encoder.model.", "_model._decoder.model."))
     }
-    missing = sorted(set(wanted) - set(theirs))
-    extra = sorted(set(theirs) - set(wanted))
-    if missing or extra:
-        raise ModelImportError(
-            f"{where}: tensors do not match {model.config.encoder}/{model.config.decoder} "
-            f"(missing {missing[:4]}, unexpected {extra[:4]}); the file is damaged or the network was modified"
-        )
-    lazies = [v for v in theirs.values() if isinstance(v, LazyTensor)]
-    archive.check_budget(lazies, f"the weights of {where}")
-    loaded = {}
-    for k, want in wanted.items():
-        lazy = theirs[k]
-        if not isinstance(lazy, LazyTensor) or lazy.shape != tuple(want.shape):
-            got = lazy.shape if isinstance(lazy, LazyTensor) else type(lazy).__name__
-            raise ModelImportError(
-                f"{where}: tensor {k!r} has shape {got}, the rebuilt network expects {tuple(want.shape)}"
-            )
-        t = archive.tensor(lazy, k)
-        loaded[k] = t.to(want.dtype) if t.is_floating_point() else t.to(want.dtype)
-    model.load_state_dict(loaded, strict=False)
+    load_mapped_weights(model, archive, theirs, f"{model.config.encoder}/{model.config.decoder}")

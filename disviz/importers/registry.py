@@ -19,13 +19,14 @@ from typing import Any
 from disviz.data.base import GroundTruthDataset
 from disviz.importers.base import ImportedModel, file_sha256, measure_ranges, verify_model
 from disviz.importers.disent import DisentModel
+from disviz.importers.erow import ErowModel
 from disviz.importers.errors import ModelImportError
 from disviz.importers.safe_pickle import is_torchscript_archive, open_torch_archive
 from disviz.importers.torchscript import TorchScriptModel
 
 __all__ = ["FORMATS", "IMPORTED_MODELS", "ImportFormat", "detect_format", "import_model"]
 
-IMPORTED_MODELS: dict[str, type[ImportedModel]] = {cls.name: cls for cls in (DisentModel, TorchScriptModel)}
+IMPORTED_MODELS: dict[str, type[ImportedModel]] = {cls.name: cls for cls in (DisentModel, ErowModel, TorchScriptModel)}
 #: size limit of a source file (a 64×64 model of any method here is < 100 MB)
 MAX_SOURCE_BYTES = 4 * 1024**3
 
@@ -44,6 +45,13 @@ def _convert_disent(path: Path, dataset: GroundTruthDataset) -> tuple[ImportedMo
         return disent.convert(archive, dataset.info())
 
 
+def _convert_erow(path: Path, dataset: GroundTruthDataset) -> tuple[ImportedModel, dict[str, Any]]:
+    from disviz.importers import erow
+
+    with open_torch_archive(path) as archive:
+        return erow.convert(archive, dataset.info())
+
+
 def _convert_torchscript(path: Path, dataset: GroundTruthDataset) -> tuple[ImportedModel, dict[str, Any]]:
     from disviz.importers import torchscript
 
@@ -54,6 +62,11 @@ FORMATS: dict[str, ImportFormat] = {
     f.name: f
     for f in (
         ImportFormat("disent", "nmichlo/disent Lightning checkpoint (.ckpt) of an AE / VAE framework", _convert_disent),
+        ImportFormat(
+            "erow",
+            "the DEFT / DeVAE authors' Lightning checkpoint (erow/disentanglement_lib: VAEs, DEFT, DeVAE)",
+            _convert_erow,
+        ),
         ImportFormat(
             "torchscript",
             "your own TorchScript encoder + decoder (or one module with encode/decode), named by a .toml file",
@@ -84,10 +97,13 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         except zipfile.BadZipFile as exc:
             raise ModelImportError(f"{path} is truncated or not a valid zip archive ({exc})") from None
         from disviz.importers.disent import looks_like_disent
+        from disviz.importers.erow import looks_like_erow
 
         with open_torch_archive(path) as archive:
             if looks_like_disent(archive.obj):
                 return "disent"
+            if looks_like_erow(archive.obj):
+                return "erow"
             keys = sorted(map(str, archive.obj))[:8] if isinstance(archive.obj, dict) else type(archive.obj).__name__
         raise ModelImportError(f"{path}: a torch checkpoint of no known format (top-level keys {keys}); pass --format")
     raise ModelImportError(
