@@ -189,7 +189,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         hint = ""
-        if isinstance(exc, ray.exceptions.AuthenticationError) or "auth" in str(exc).lower():
+        chain, cause = [], exc  # Ray 2.60 wraps the GCS's InvalidAuthToken in a ConnectionError's causes
+        while cause is not None and len(chain) < 8:
+            chain.append(f"{type(cause).__name__} {cause}")
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(exc, ray.exceptions.AuthenticationError) or "auth" in " ".join(chain).lower():
             hint = (
                 "; the cluster uses token authentication: set RAY_AUTH_MODE=token and give this machine the "
                 "head's token (~/.ray/auth_token or RAY_AUTH_TOKEN), see README: Sweeps"
