@@ -10,9 +10,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._shared import sidebar
+from pages._shared import app_icon, sidebar
 
-st.set_page_config(page_title="disviz", page_icon=":material/explore:", layout="wide")
+st.set_page_config(page_title="disviz", page_icon=app_icon(), layout="wide")
 
 HERE = Path(__file__).resolve().parent
 

@@ -495,3 +495,53 @@ def table_csv(
         for r in rows:
             w.writerow(["" if v is None else v for v in r])  # type: ignore[union-attr]
     return buf.getvalue().encode("utf-8")
+
+
+# --- lessons ---------------------------------------------------------------------------------------
+def beta_sweep_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """One β-VAE sweep, every run a point: reconstruction vs MIG (colour = β), then MIG and reconstruction vs β."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=("reconstruction vs MIG", "MIG vs β", "reconstruction vs β"),
+        horizontal_spacing=0.08,
+    )
+    betas = sorted({float(r["β"]) for r in rows})
+    for i, beta in enumerate(betas):
+        sel = [r for r in rows if float(r["β"]) == beta]
+        hover = [f"β = {beta:g}, seed {r['seed']}" for r in sel]
+        common = dict(
+            mode="markers", marker=dict(color=_factor_color(i), size=10), legendgroup=f"{beta:g}", hovertext=hover
+        )
+        fig.add_trace(
+            go.Scatter(x=[r["reconstruction"] for r in sel], y=[r["MIG"] for r in sel], name=f"β = {beta:g}", **common),
+            1,
+            1,
+        )
+        fig.add_trace(go.Scatter(x=[beta] * len(sel), y=[r["MIG"] for r in sel], showlegend=False, **common), 1, 2)
+        fig.add_trace(
+            go.Scatter(x=[beta] * len(sel), y=[r["reconstruction"] for r in sel], showlegend=False, **common), 1, 3
+        )
+    fig.update_xaxes(title_text="reconstruction error (nats / image)", row=1, col=1)
+    fig.update_xaxes(title_text="β", type="log", row=1, col=2)
+    fig.update_xaxes(title_text="β", type="log", row=1, col=3)
+    fig.update_yaxes(title_text="MIG", row=1, col=1)
+    fig.update_yaxes(title_text="MIG", row=1, col=2)
+    fig.update_yaxes(title_text="reconstruction error", row=1, col=3)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def metric_curve(
+    steps: Sequence[int], values: Sequence[float], stage_steps: Sequence[int] = (), name: str = "MIG"
+) -> go.Figure:
+    """One score over training (e.g. MIG from the diffusion track), with DEFT's stage starts as vertical lines."""
+    fig = go.Figure(go.Scatter(x=list(steps), y=list(values), mode="lines+markers", name=name))
+    for i, s in enumerate(stage_steps):
+        fig.add_vline(x=s, line=dict(color="grey", dash="dash"), annotation_text=f"stage {i + 2}")
+    fig.update_layout(
+        xaxis=dict(title="training step"), yaxis=dict(title=name), height=300, margin=dict(l=10, r=10, t=30, b=10)
+    )
+    return fig

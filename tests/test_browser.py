@@ -126,7 +126,13 @@ def image_digests(page) -> list[str]:
     return out
 
 
-def test_every_page_opens_without_an_error(page, server):
+def test_every_page_opens_without_an_error_or_a_request_to_another_host(page, server):
+    """Every page renders, and the app asks nothing of other hosts (it must work offline)."""
+    local = (server["url"], "data:", "blob:", "about:")
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(local) else elsewhere.append(r.url))
+    page.reload()
+    wait_for_app(page)
     links = nav_links(page)
     assert len(links) >= 5, f"expected the app's pages in the sidebar navigation, found {sorted(links)}"
     assert page_errors(page) == []
@@ -140,6 +146,7 @@ def test_every_page_opens_without_an_error(page, server):
             Path(shots).mkdir(parents=True, exist_ok=True)
             slug = re.sub(r"[^a-z0-9]+", "-", label.splitlines()[-1].lower()).strip("-") or "page"
             page.screenshot(path=str(Path(shots) / f"{slug}.png"))
+    assert elsewhere == [], f"the app requested other hosts: {sorted(set(elsewhere))[:5]}"
 
 
 def test_moving_a_latent_slider_changes_the_decoded_image(page):
