@@ -43,6 +43,7 @@ from safetensors.torch import save_file
 from disviz.data.base import DatasetInfo
 from disviz.errors import CheckpointError, TrainingError
 from disviz.limits import LimitError, check_parameters, read_text_bounded
+from disviz.outputs import check_path_length
 
 __all__ = [
     "CARD_FILE",
@@ -425,7 +426,7 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
 
 def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed ``card.json`` of a checkpoint folder, checked for format and version."""
-    path = Path(path)
+    path = check_path_length(path, "checkpoint folder", error=CheckpointError)
     _settle(path)
     if not path.exists():
         raise CheckpointError(

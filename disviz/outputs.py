@@ -15,7 +15,7 @@ from pathlib import Path
 
 from disviz.errors import UserError
 
-__all__ = ["OutputPathError", "atomic_write", "check_output", "check_overwrite"]
+__all__ = ["OutputPathError", "atomic_write", "check_output", "check_overwrite", "check_path_length"]
 
 
 class OutputPathError(UserError):
@@ -29,7 +29,7 @@ def check_output(
     p = Path(path)
     if not str(path).strip():
         raise OutputPathError(f"{option} is empty; give a path")
-    _check_lengths(p, option)
+    check_path_length(p, option, room=SIBLING_ROOM, error=OutputPathError)
     if kind == "file":
         if p.is_dir():
             raise OutputPathError(
@@ -73,9 +73,13 @@ def check_overwrite(
 SIBLING_ROOM = 32
 
 
-def _check_lengths(p: Path, option: str) -> None:
-    """Refuse names the file system cannot hold (NAME_MAX per component, PATH_MAX in all) before any
-    work, instead of an OSError traceback at the first save."""
+def check_path_length(
+    path: str | os.PathLike[str], option: str, room: int = 0, error: type[UserError] = UserError
+) -> Path:
+    """Refuse names the file system cannot hold (NAME_MAX per component, PATH_MAX in all) with one
+    ``error`` line, before any stat() of them raises ENAMETOOLONG: input paths (checkpoints, specs,
+    data files) and outputs (``room``: bytes kept for the writers' hidden siblings) alike."""
+    p = Path(path)
     full = Path(os.path.abspath(p))
     probe = Path(full.anchor)
     for ancestor in reversed(full.parents):  # shortest first: a too-long name must not reach stat()
@@ -92,19 +96,20 @@ def _check_lengths(p: Path, option: str) -> None:
     name_max, path_max = limit("PC_NAME_MAX", 255), limit("PC_PATH_MAX", 4096)
     parts = p.parts
     for i, part in enumerate(parts):
-        room = SIBLING_ROOM if i == len(parts) - 1 else 0
-        if len(os.fsencode(part)) + room > name_max:
-            why = f" ({name_max} per name, less room for temporary copies)" if room else " (NAME_MAX)"
-            raise OutputPathError(
+        extra = room if i == len(parts) - 1 else 0
+        if len(os.fsencode(part)) + extra > name_max:
+            why = f" ({name_max} per name, less room for temporary copies)" if extra else " (NAME_MAX)"
+            raise error(
                 f"{option}: the name {part[:40]}… is {len(os.fsencode(part)):,} bytes; this file system allows "
-                f"{name_max - room}{why}; choose a shorter name"
+                f"{name_max - extra}{why}; choose a shorter name"
             )
-    total = len(os.fsencode(os.path.abspath(p))) + SIBLING_ROOM
+    total = len(os.fsencode(os.path.abspath(p))) + room
     if total > path_max:
-        raise OutputPathError(
-            f"{option}: the path is {total - SIBLING_ROOM:,} bytes; this file system allows {path_max - SIBLING_ROOM:,} "
-            "(PATH_MAX, less room for temporary copies); choose a shorter path"
+        raise error(
+            f"{option}: the path is {total - room:,} bytes; this file system allows {path_max - room:,} "
+            f"(PATH_MAX{', less room for temporary copies' if room else ''}); choose a shorter path"
         )
+    return p
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:

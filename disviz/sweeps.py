@@ -59,7 +59,7 @@ from typing import Any
 
 from disviz.errors import UserError
 from disviz.limits import MAX_TRIALS, LimitError, check_count, check_seed, read_text_bounded
-from disviz.outputs import atomic_write, check_output
+from disviz.outputs import atomic_write, check_output, check_path_length
 
 __all__ = [
     "FINISHED",
@@ -224,7 +224,7 @@ def parse_toml(text: str, where: str) -> dict[str, Any]:
 
 def load_spec(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> SweepSpec:
     """Read and validate a TOML spec file; ``out`` overrides the spec's folder."""
-    p = Path(path)
+    p = check_path_length(path, "sweep spec", error=SweepError)
     if not p.is_file():
         raise SweepError(f"sweep spec {p} does not exist (or is not a file); give the path of a .toml file")
     try:

@@ -649,6 +649,10 @@ def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(tmp_path, shipped_co
         ["evaluate", str(tmp_path / "missing")],
         ["evaluate", str(tmp_path / "file")],
         ["evaluate", str(tmp_path / "empty")],
+        ["evaluate", long_name],  # input paths too: no stat() of them may raise ENAMETOOLONG
+        ["evaluate", deep],
+        ["sweep", long_name + ".toml", "--dry-run"],
+        ["data", "info", "dsprites", "--data-path", long_name + ".npz"],
     ]
     before_ck, before = folder_digest(shipped_copy), sorted(p.name for p in tmp_path.iterdir())
     results = cli_batch(seed_cases + other)
@@ -662,6 +666,10 @@ def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(tmp_path, shipped_co
         "does not exist",
         "is a file, not a checkpoint",
         "has no card.json",
+        "checkpoint folder: the name",
+        "PATH_MAX",
+        "sweep spec: the name",
+        "--data-path: the name",
     ]
     for (rc, err), fragment in zip(results[len(seed_cases) :], names, strict=True):
         assert_one_line(rc, err, fragment)
@@ -795,13 +803,19 @@ def test_32_6_results_record_the_node_of_each_trial(tmp_path):
     assert "worker-7,10.0.0.7,abc123" in results_csv(data)
 
 
-def test_32_6_a_ray_auth_refusal_is_one_line_naming_the_fix(monkeypatch):
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_32_6_a_ray_auth_refusal_is_one_line_naming_the_fix(monkeypatch, wrapped):
     ray = pytest.importorskip("ray")
     from disviz.sweep_runner import ray_session
     from disviz.sweeps import SweepError
 
     def refuse(*args, **kwargs):
-        raise ray.exceptions.AuthenticationError("InvalidAuthToken: token mismatch")
+        if not wrapped:
+            raise ray.exceptions.AuthenticationError("InvalidAuthToken: token mismatch")
+        try:  # what Ray 2.60 raises for a driver without RAY_AUTH_MODE=token (seen on this VM)
+            raise RuntimeError("Failed to connect to GCS: Unauthenticated: RPC error: InvalidAuthToken")
+        except RuntimeError as exc:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from exc
 
     monkeypatch.setattr(ray, "init", refuse)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

@@ -25,6 +25,7 @@ from disviz.data.base import GroundTruthDataset
 from disviz.data.dsprites import PackedGrid, _gather, cache_dir, index_uniform
 from disviz.errors import DatasetError
 from disviz.limits import LimitError, check_file_claim
+from disviz.outputs import check_path_length
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SHAPES3D_FILE = "3dshapes.h5"
@@ -59,6 +60,7 @@ def resolve_path(kind: str, path: str | os.PathLike[str] | None, required: bool)
                 "$DISVIZ_DATA (nothing is downloaded)"
             )
         return None
+    check_path_length(candidate, "--data-path" if explicit else "$DISVIZ_DATA", error=DatasetError)
     found = _find(kind, candidate, explicit)
     if found is None and (explicit or required):
         raise DatasetError(
@@ -241,6 +243,7 @@ class Shapes3DFile(GroundTruthDataset):
     description = "3dshapes.h5 (real file)"
     channels = 3
     binary = False
+    categorical = {"shape": ("cube", "cylinder", "sphere", "capsule")}  # the file's shape order
 
     def __init__(self, path: Path):
         import h5py

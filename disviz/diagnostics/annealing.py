@@ -892,7 +892,9 @@ def save_annealing_result(path: str | os.PathLike[str], result: dict[str, Any]) 
 
 def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate an annealing result JSON; clear errors for missing/malformed files."""
-    p = Path(path)
+    from disviz.outputs import check_path_length
+
+    p = check_path_length(path, "annealing result", error=AnnealingResultError)
     if not p.is_file():
         raise AnnealingResultError(f"{p}: no such annealing result file; create one with `python -m disviz anneal`")
     try:
