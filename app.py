@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages._registry import PAGES, PageEntry
 from pages._shared import app_icon, sidebar
 
 st.set_page_config(page_title="disviz", page_icon=app_icon(), layout="wide")
@@ -17,33 +18,18 @@ st.set_page_config(page_title="disviz", page_icon=app_icon(), layout="wide")
 HERE = Path(__file__).resolve().parent
 
 
-def _page(file: str, title: str, icon: str, default: bool = False) -> st.Page | None:
+def _page(entry: PageEntry) -> st.Page | None:
     """A page, or None while its file does not exist yet (another engineer may still be writing it)."""
-    if not (HERE / file).is_file():
+    if not (HERE / entry.file).is_file():
         return None
-    return st.Page(file, title=title, icon=icon, default=default)
+    return st.Page(entry.file, title=entry.title, icon=entry.icon, default=entry.default)
 
 
-sections = {
-    "Explore": [
-        _page("pages/explore.py", "Explore", ":material/explore:", default=True),
-        _page("pages/latent_space.py", "Latent space", ":material/scatter_plot:"),
-        _page("pages/codebook.py", "Codebook (QLAE)", ":material/grid_view:"),
-    ],
-    "Evaluate": [
-        _page("pages/metrics.py", "Metrics", ":material/monitoring:"),
-        _page("pages/annealing.py", "Annealing (IFP)", ":material/device_thermostat:"),
-        _page("pages/compare.py", "Compare", ":material/compare:"),
-        _page("pages/sweeps.py", "Sweeps", ":material/stacked_bar_chart:"),
-    ],
-    "Train": [_page("pages/train.py", "Train", ":material/model_training:")],
-    "Learn": [
-        _page("pages/lessons.py", "Lessons", ":material/menu_book:"),
-        _page("pages/about.py", "About", ":material/school:"),
-    ],
-}
-sections = {name: [p for p in pages if p is not None] for name, pages in sections.items()}
-sections = {name: pages for name, pages in sections.items() if pages}
+sections: dict[str, list[st.Page]] = {}
+for entry in PAGES:
+    page = _page(entry)
+    if page is not None:
+        sections.setdefault(entry.section, []).append(page)
 
 pg = st.navigation(sections)
 sidebar()

@@ -372,31 +372,49 @@ def latent_scatter(
     """Encodings of data images on latents ``x`` × ``y``, coloured by factor ``factor``.
 
     codes: [N, D]; factors: [N, K] classes. Each point's ``customdata`` is its row index, so a
-    click (Streamlit's selection event) can find the image. Hover shows every factor class.
+    click (Streamlit's selection event) can find the image. Hover shows the factor's value. A
+    categorical factor (``factor_labels`` given, e.g. shape) gets one colour and legend entry per
+    value; an ordered one a continuous colour bar.
     """
     c = np.asarray(factors)[:, factor]
     labels = list(factor_labels) if factor_labels is not None else None
-    hover = [
-        f"#{i}<br>{factor_name} = {labels[v] if labels else v}<br>z{x} = {codes[i, x]:.2f}, z{y} = {codes[i, y]:.2f}"
-        for i, v in enumerate(c)
-    ]
-    fig = go.Figure(
-        go.Scatter(
-            x=codes[:, x],
-            y=codes[:, y],
-            mode="markers",
-            marker=dict(
-                color=c,
-                colorscale="Viridis",
-                size=6,
-                opacity=0.75,
-                colorbar=dict(title=factor_name, thickness=12),
-            ),
-            customdata=np.arange(len(c)),
-            text=hover,
-            hovertemplate="%{text}<extra></extra>",
-        )
+    hover = np.asarray(
+        [
+            f"#{i}<br>{factor_name} = {labels[v] if labels else v}<br>z{x} = {codes[i, x]:.2f}, z{y} = {codes[i, y]:.2f}"
+            for i, v in enumerate(c)
+        ]
     )
+    index = np.arange(len(c))
+    fig = go.Figure()
+    if labels:
+        for v, name in enumerate(labels):
+            sel = c == v
+            fig.add_trace(
+                go.Scatter(
+                    x=codes[sel, x],
+                    y=codes[sel, y],
+                    mode="markers",
+                    name=f"{factor_name} = {name}",
+                    marker=dict(color=_factor_color(v), size=6, opacity=0.75),
+                    customdata=index[sel],
+                    text=hover[sel],
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
+    else:
+        fig.add_trace(
+            go.Scatter(
+                x=codes[:, x],
+                y=codes[:, y],
+                mode="markers",
+                marker=dict(
+                    color=c, colorscale="Viridis", size=6, opacity=0.75, colorbar=dict(title=factor_name, thickness=12)
+                ),
+                customdata=index,
+                text=hover,
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
     fig.update_layout(
         xaxis_title=f"z{x}",
         yaxis_title=f"z{y}",
@@ -408,16 +426,26 @@ def latent_scatter(
 
 
 def latent_histograms(
-    codes: np.ndarray, factors: np.ndarray, factor: int, factor_name: str, groups: int = 5, bins: int = 30
+    codes: np.ndarray,
+    factors: np.ndarray,
+    factor: int,
+    factor_name: str,
+    groups: int = 5,
+    bins: int = 30,
+    factor_labels: Sequence[str] | None = None,
 ) -> go.Figure:
-    """One small histogram per latent, stacked by the factor's value (binned into ≤ ``groups`` ranges),
-    so "which latent holds which factor" shows as colour sorted along the latent's axis."""
+    """One small histogram per latent, stacked by the factor's value (binned into ≤ ``groups`` ranges;
+    a categorical factor: one stack per named value), so "which latent holds which factor" shows as
+    colour sorted along the latent's axis."""
     from plotly.subplots import make_subplots
 
     d = codes.shape[1]
     c = np.asarray(factors)[:, factor]
     n_values = int(c.max()) + 1 if len(c) else 1
-    k = min(groups, n_values)
+    labels = list(factor_labels) if factor_labels is not None else None
+    if labels:
+        n_values = len(labels)
+    k = n_values if labels else min(groups, n_values)
     group = (c * k) // max(n_values, 1)  # [N] in 0..k-1, contiguous ranges of the factor
     cols = min(d, 5)
     rows = -(-d // cols)
@@ -433,8 +461,14 @@ def latent_histograms(
                 go.Histogram(
                     x=sel,
                     xbins=dict(start=lo, end=hi + size, size=size),
-                    marker_color=colours[g * (len(colours) - 1) // max(k - 1, 1)],
-                    name=f"{factor_name} {first}–{last}" if last > first else f"{factor_name} {first}",
+                    marker_color=_factor_color(g) if labels else colours[g * (len(colours) - 1) // max(k - 1, 1)],
+                    name=(
+                        f"{factor_name} = {labels[g]}"
+                        if labels
+                        else f"{factor_name} {first}–{last}"
+                        if last > first
+                        else f"{factor_name} {first}"
+                    ),
                     legendgroup=str(g),
                     showlegend=j == 0,
                 ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages._registry import PAGES
 from pages._shared import all_entries
 
 st.title("About disviz")
@@ -24,16 +25,9 @@ variants, a Shapes3D-like set), so what a model learned can be *seen* and *measu
 | **DeVAE** | several β bottlenecks sharing information through a latent hierarchy |
 | **DiD** | disentanglement via a generator/encoder game (when available) |
 
-**Pages**
-- **Explore**: move latent sliders, view the traversal grid (rows = latents), interpolate, export GIFs.
-- **Codebook (QLAE)**: every latent × codebook value, and how often values are used.
-- **Metrics**: NMI / DCI matrices and scores; click a latent to see its traversal.
-- **Annealing (IFP)**: the β at which each factor's information "freezes" into a one-latent VAE.
-- **Compare**: several checkpoints side by side on the same image.
-- **Train**: train a model in the background and watch its curves.
-
 Each page has a **What am I looking at?** box with the details.
 """
 )
+st.markdown("**Pages**\n\n" + "\n".join(f"- **{p.title}** ({p.section}): {p.blurb}." for p in PAGES))
 n = len(all_entries())
 st.caption(f"{n} checkpoint(s) found. The compute device is shown at the bottom of the sidebar.")

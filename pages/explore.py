@@ -15,8 +15,8 @@ import streamlit as st
 
 from disviz import explore as ex
 from disviz.figures import compose_grid, label_rows
-from disviz.serving.deeplink import check_factors, format_z, parse_explore_link
 from disviz.serving.counters import count
+from disviz.serving.deeplink import check_factors, format_z, parse_explore_link
 from disviz.serving.images import data_uri
 from pages._shared import (
     download_bytes,
@@ -181,7 +181,13 @@ with c2:
         alt="base image and its reconstruction",
         caption=f"base · reconstruction (PSNR {psnr[0]:.1f} dB, {100 * unexplained[0]:.0f} % of its variance lost)",
     )
-    if unexplained[0] > POOR_RECONSTRUCTION:
+    if unexplained[0] > POOR_RECONSTRUCTION and callable(getattr(model, "generate", None)):
+        st.warning(
+            f"E(x) → G does not reconstruct this image ({100 * unexplained[0]:.0f} % of its variance lost): this "
+            "model's encoder E does not invert its generator G on real images. The sliders and the first grid show "
+            "what G draws around E(x); the G(c) grid below shows the generator on its own prior."
+        )
+    elif unexplained[0] > POOR_RECONSTRUCTION:
         st.caption(
             "⚠ The model does not redraw this image well: the sliders and the grid show what the decoder draws "
             "near this code, not this image."

@@ -27,14 +27,16 @@ factor. A latent whose colours separate left-to-right holds that factor; one who
 ck = require_checkpoint()
 stats = ck.stats(N_POINTS)  # encoded once per checkpoint (shared by every session); the controls only redraw
 d, names = stats.codes.shape[1], stats.factor_names
+categorical = dict(ck.dataset.categorical)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def figures(key: str, x: int, y: int, factor: int, _stats: object) -> tuple:
     """Scatter + histogram strip per (checkpoint, latents, factor), built once for every session."""
+    labels = categorical.get(names[factor])  # value names of a categorical factor (shape), else None
     return (
-        latent_scatter(_stats.codes, _stats.factors, x, y, factor, names[factor]),
-        latent_histograms(_stats.codes, _stats.factors, factor, names[factor]),
+        latent_scatter(_stats.codes, _stats.factors, x, y, factor, names[factor], labels),
+        latent_histograms(_stats.codes, _stats.factors, factor, names[factor], factor_labels=labels),
     )
 
 

@@ -68,6 +68,9 @@ class GroundTruthDataset:
     channels: int = 1
     binary: bool = True
     options: dict[str, Any]
+    #: value names of the categorical factors, by factor name (e.g. dSprites' shape: square, ellipse,
+    #: heart); factors not listed are ordered quantities, drawn with a continuous colour scale
+    categorical: dict[str, tuple[str, ...]] = {}
 
     # --- grid arithmetic -------------------------------------------------------------
     @property

@@ -259,6 +259,7 @@ class DSprites(GroundTruthDataset):
     """
 
     name = "dsprites"
+    categorical = {"shape": SHAPE_NAMES}
     description = "procedural dSprites (reproduction): binary 64×64, 5 factors, 737,280 images"
     channels = 1
     binary = True

@@ -296,6 +296,7 @@ class Shapes3DLike(GroundTruthDataset):
     """
 
     name = "shapes3d"
+    categorical = {"shape": SHAPE_NAMES}
     description = "Shapes3D-like: procedural ray-cast look-alike of 3dshapes, RGB, 6 factors, 480,000 images"
     channels = 3
     binary = False
