@@ -68,7 +68,7 @@ def dataset_key(card: dict[str, Any]) -> str:
     return json.dumps({"dataset": card.get("dataset"), "train": card.get("train") or {}}, sort_keys=True, default=str)
 
 
-@st.cache_resource(max_entries=16, show_spinner="Encoding a data sample…")
+@st.cache_resource(max_entries=8, show_spinner="Encoding a data sample…")
 def get_stats(path: str, mtime: float, n: int = 256) -> explore.LatentStats:
     """Shared read-only by every session (a resource, not data: no copy per rerun; treat as immutable)."""
     model, card = get_model(path, mtime)
