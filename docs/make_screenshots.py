@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--train-demo", action="store_true", help="train small demo checkpoints first")
     ap.add_argument("--demo-steps", type=int, default=400)
     ap.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    ap.add_argument("--pages", nargs="*", default=None, help="only these pages (words of their titles)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -92,7 +93,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = Path(tempfile.gettempdir()) / "disviz-screenshots.log"
-    with streamlit_server(env, log) as url, sync_playwright() as p:
+    with streamlit_server(env, log) as server, sync_playwright() as p:
+        url = server.url
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
         page.set_default_timeout(120_000)
@@ -104,6 +106,8 @@ def main() -> int:
             if label and href:
                 links[label] = href
         for label, href in links.items():
+            if args.pages and not any(w.lower() in label.lower() for w in args.pages):
+                continue
             page.set_viewport_size({"width": 1500, "height": 1100})
             page.goto(href)
             wait_for_app(page)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-import json
 from pathlib import Path
 
 import streamlit as st
 
 from disviz import explore as ex
-from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds
+from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds, load_annealing_result
 from disviz.errors import UserError
 from disviz.figures import annealing_curves, ifp_distribution, table_csv
 from pages._shared import download_bytes, teach
@@ -31,23 +29,10 @@ IFPs are measured on the **same likelihood scale** as DEFT's β (64×64 images, 
 )
 
 
-def _load(path: Path) -> dict:
-    try:
-        from disviz.diagnostics.annealing import load_annealing_result
-    except ImportError:
-        load_annealing_result = None
-    if load_annealing_result is not None:
-        return load_annealing_result(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable annealing result ({exc})") from None
-
-
 @st.cache_resource(max_entries=16, show_spinner="Reading the annealing result…")
 def _load_cached(path: str, mtime: float) -> dict:
-    """One parse per result file version, shared read-only by every session."""
-    return _load(Path(path))
+    """One parse per result file version (typed and bounded by the loader), shared read-only by every session."""
+    return load_annealing_result(Path(path))
 
 
 @st.fragment
@@ -130,52 +115,34 @@ with tab_saved:
             st.error(str(exc))
 
 with tab_live:
-    try:
-        from disviz.diagnostics import annealing as ann
-    except ImportError as exc:
-        ann = None
-        st.info(f"The annealing module is not available in this install ({exc}).")
-    runner = getattr(ann, "run_annealing", None) if ann is not None else None
-    if ann is not None and runner is None:
-        st.info("This disviz's annealing module has no `run_annealing` function; use `python -m disviz anneal`.")
-    if runner is not None:
-        from disviz.data import dataset_names
+    from disviz.data import dataset_names
+    from disviz.diagnostics.annealing import run_annealing
 
-        c = st.columns(4)
-        names = dataset_names()
-        dataset = c[0].selectbox(
-            "Dataset", names, index=names.index("dsprites") if "dsprites" in names else 0, key="annealing_ds"
-        )
-        bases = c[1].number_input("Bases per factor", 1, 8, 2, key="annealing_bases")
-        steps = c[2].number_input("Steps per run", 100, 8000, 1000, step=100, key="annealing_steps")
-        seed = c[3].number_input("Seed", 0, 10_000, 0, key="annealing_seed")
-        st.caption(
-            "A quick, small run: a few bases and steps (the reference uses 8,000 steps; the shipped results use "
-            "8 bases). Below ~1,000 steps the VAE is still learning the mean image while β falls, so IFPs are noisy."
-        )
-        if st.button("Run annealing test", key="annealing_run", type="primary"):
-            bar = st.progress(0.0, text="Annealing…")
+    c = st.columns(4)
+    names = dataset_names()
+    dataset = c[0].selectbox(
+        "Dataset", names, index=names.index("dsprites") if "dsprites" in names else 0, key="annealing_ds"
+    )
+    bases = c[1].number_input("Bases per factor", 1, 8, 2, key="annealing_bases")
+    steps = c[2].number_input("Steps per run", 100, 8000, 1000, step=100, key="annealing_steps")
+    seed = c[3].number_input("Seed", 0, 10_000, 0, key="annealing_seed")
+    st.caption(
+        "A quick, small run: a few bases and steps (the reference uses 8,000 steps; the shipped results use "
+        "8 bases). Below ~1,000 steps the VAE is still learning the mean image while β falls, so IFPs are noisy."
+    )
+    if st.button("Run annealing test", key="annealing_run", type="primary"):
+        bar = st.progress(0.0, text="Annealing…")
 
-            def progress(*args, **kwargs) -> None:
-                frac = next((a for a in args if isinstance(a, float)), kwargs.get("fraction"))
-                text = next((a for a in args if isinstance(a, str)), kwargs.get("message", "Annealing…"))
-                if frac is not None:
-                    bar.progress(min(max(float(frac), 0.0), 1.0), text=str(text))
+        def progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Annealing…")
 
-            wanted = {
-                "dataset": dataset,
-                "bases": int(bases),
-                "steps": int(steps),
-                "seed": int(seed),
-                "progress": progress,
-            }
-            params = inspect.signature(runner).parameters
-            kwargs = {k: v for k, v in wanted.items() if k in params}
-            try:
-                st.session_state["annealing_live"] = runner(**kwargs)
-            except UserError as exc:
-                st.error(str(exc))
-            bar.empty()
-        live = st.session_state.get("annealing_live")
-        if live:
-            show(live if isinstance(live, dict) else getattr(live, "to_dict", lambda: {})(), "live")
+        try:
+            st.session_state["annealing_live"] = run_annealing(
+                dataset, bases=int(bases), steps=int(steps), seed=int(seed), progress=progress
+            )
+        except UserError as exc:
+            st.error(str(exc))
+        bar.empty()
+    live = st.session_state.get("annealing_live")
+    if live:
+        show(live, "live")

@@ -40,20 +40,12 @@ if report is None:
     preset = c1.selectbox("Preset", ["fast", "paper"], key="metrics_preset", help="fast: fewer samples, for the UI")
     n = c2.number_input("Samples", min_value=500, max_value=100_000, value=2_000, step=500, key="metrics_n")
     if c3.button("Compute metrics", key="metrics_compute", type="primary"):
-        try:
-            from disviz.metrics import evaluate
-        except ImportError as exc:
-            st.error(f"The metrics module is not available ({exc}).")
-            st.stop()
-        if not callable(evaluate):  # the package exposes the module, not the function
-            evaluate = evaluate.evaluate
+        from disviz.metrics.evaluate import evaluate
+
         bar = st.progress(0.0, text="Computing metrics…")
 
-        def progress(*args, **kwargs) -> None:
-            frac = next((a for a in args if isinstance(a, float)), kwargs.get("fraction"))
-            text = next((a for a in args if isinstance(a, str)), kwargs.get("message", "Computing metrics…"))
-            if frac is not None:
-                bar.progress(min(max(float(frac), 0.0), 1.0), text=str(text))
+        def progress(fraction: float, message: str) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0), text=message or "Computing metrics…")
 
         try:
             model, _ = get_model(ck.path, ck.mtime)

@@ -5,7 +5,7 @@ fetches it by URL afterwards; with many sessions rerunning at once a browser can
 newer rerun has already dropped (404, "image source error"). A data URI travels inside the same
 websocket message as the page element, so it cannot go missing, and there is one request fewer
 per image. PNG, not JPEG: the tiles are 64×64 binary or flat-shaded, where PNG is both smaller
-and exact (measured in ``docs/serving.md``). Tiles are sent at their own resolution and enlarged by
+and exact (measured in docs/serving.md). Tiles are sent at their own resolution and enlarged by
 the browser with ``image-rendering: pixelated``, so a slider step sends about 1 kB.
 """
 
