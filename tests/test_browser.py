@@ -285,13 +285,16 @@ def test_lessons_open_on_the_shipped_checkpoints(page):
     main = page.locator("[data-testid='stMain']")
     radios = main.get_by_test_id("stRadio").first.locator("[role='radiogroup'] label")
     n = radios.count()
-    assert n == 5, f"expected 5 lessons, found {n}"
+    from disviz.lessons import LESSONS
+
+    assert n == len(LESSONS) == 6, f"expected {len(LESSONS)} lessons, found {n}"
     for i in range(n):
         radios.nth(i).click()
         wait_for_app(page, settle=0.5)
         assert page_errors(page) == [], f"lesson {i + 1} shows an error"
         text = main.inner_text()
-        assert "shipped" in text or "Measured" in text or "QLAE" in text, f"lesson {i + 1} shows no computed statement"
+        computed = ("shipped", "Measured", "On Shapes3D", "β-VAE runs", "MIG peaked", "finished runs")
+        assert any(w in text for w in computed), f"lesson {i + 1} shows no computed statement"
 
 
 def test_sweeps_page_draws_the_shipped_sweep_and_opens_a_run_in_explore(page):
@@ -389,9 +392,9 @@ def test_a_deep_link_reopens_the_view_after_a_reload(page, server):
 
 def test_several_sessions_at_once_each_get_their_images(server):
     """bench serve's own driver, small: concurrent sessions, every move answered, nothing broken."""
-    from disviz.serving.bench import run_bench
-
     from concurrent.futures import ThreadPoolExecutor
+
+    from disviz.serving.bench import run_bench
 
     with ThreadPoolExecutor(1) as pool:  # its own thread: the module's sync Playwright owns this one's loop
         res = pool.submit(
