@@ -3,7 +3,7 @@
 Why one composed image: every ``st.image`` goes through Streamlit's media manager, so dozens of
 tiles per rerun are slow; a grid is composed server-side with 1-2 px gutters and upscaled by an
 integer factor with nearest neighbour (the browser never blurs the 64 px tiles).
-Plotly figures follow the field's conventions (app-conventions.md §6): metric matrices on a fixed
+Plotly figures follow the field's conventions: metric matrices on a fixed
 0-1 scale with values annotated, β decreasing left to right with a 0.1 nat threshold line.
 """
 

@@ -1,4 +1,4 @@
-"""Procedural dSprites: golden geometry (datasets.md §1.3), variants, correlated sampling, registry."""
+"""Procedural dSprites: golden geometry (docs/datasets.md#dsprites-geometry), variants, correlated sampling, registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DiD (methods.md §9): shapes, perturbation pairs, WGAN-GP pieces, the difference encoder and its
+"""DiD (docs/methods.md#did): shapes, perturbation pairs, WGAN-GP pieces, the difference encoder and its
 loss, encoder learning E(G(c)) ≈ c, real data reaching only the critic, and the engine round trip."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Oracle tests for every metric (metrics.md §10, disentanglement_lib *_test pattern)."""
+"""Oracle tests for every metric (docs/metrics.md#oracle-tests, disentanglement_lib *_test pattern)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def balanced_oracle() -> np.ndarray:
     """121 samples of 10 factors on 11 values where every factor pair is exactly uniform.
 
     Orthogonal array over Z_11: rows (a, b), column m = a + m*b mod 11. The plug-in MI between
-    two distinct factors is then exactly 0, so the [I] values of metrics.md §10 hold exactly
+    two distinct factors is then exactly 0, so the values in docs/metrics.md#oracle-tests hold exactly
     (on random samples the plug-in bias (V-1)^2/2N leaks a little NMI to every pair).
     """
     a, b = np.meshgrid(np.arange(11), np.arange(11), indexing="ij")

@@ -1,6 +1,6 @@
 """Procedural dSprites (reproduction) and DEFT's variants.
 
-The geometry is the fit in ``datasets.md`` §1.3: a pixel is on iff its centre lies inside the
+The geometry is the fit in ``docs/datasets.md#dsprites-geometry``: a pixel is on iff its centre lies inside the
 shape; centre ``16 + 32·pos`` px; rotation counter-clockwise as displayed; square half-side
 9.6·s, ellipse semi-axes 12.75·s × 7.25·s, heart = the classic parametric heart in a
 19.5·s × 19·s box. Rendering is vectorised over images and pixels (no per-image loop), so a

@@ -1,4 +1,4 @@
-"""IFP annealing test (methods.md §7.1): when does each factor's information freeze into a VAE?
+"""IFP annealing test (docs/methods.md#ifp-annealing-test): when does each factor's information freeze into a VAE?
 
 For a factor k and a random base configuration of the other factors, the sweep gives the |V_k|
 images where only k varies. A VAE with **one latent** is trained on them while β is annealed
@@ -45,7 +45,7 @@ With these the measured IFPs sit at 0.5–0.95 of each run's bound and every run
 
 Steps: the reference T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T) stays the default.
 
-Scale (methods.md §7.1 item 8). An IFP is a β on the scale of the likelihood it was measured
+Scale (docs/methods.md#scale). An IFP is a β on the scale of the likelihood it was measured
 with. The default is the reference's: full 64×64 images, the Bernoulli (or L2) loss summed over
 all 4 096 (× C) pixels, the scale of the trained models and of DEFT's β thresholds (70/30/12/1).
 ``pool=2`` (the earlier default, 4× cheaper) divides every IFP by ≈ 4; results record ``pool`` and

@@ -1,4 +1,4 @@
-"""Information-diffusion tracking during training (methods.md §7.2, metrics.md §7).
+"""Information-diffusion tracking during training (docs/methods.md#information-diffusion, docs/metrics.md#nmi1-and-nmi2).
 
 ``DiffusionTracker`` is a TrainHook: every ``every`` steps it encodes one fixed evaluation batch
 (sampled once, so curves move only because the model moves) and records NMI1/NMI2 per factor.

@@ -13,8 +13,8 @@ from disviz.errors import MetricError
 def check_inputs(latents: Any, factors: Any, metric: str, min_n: int = 2) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """(z float64 [N, D], label-encoded factors int64 [N, K'], kept factor indices).
 
-    Constant factors carry no information (H = 0) and are dropped (metrics.md "Drop constant
-    factors"); every bad input raises MetricError before scikit-learn sees it.
+    Constant factors carry no information (H = 0) and are dropped (docs/metrics.md#constant-factors);
+    every bad input raises MetricError before scikit-learn sees it.
     """
     z = np.asarray(latents)
     c = np.asarray(factors)
@@ -91,7 +91,7 @@ def entropies(c: np.ndarray) -> np.ndarray:
 
 
 def versions() -> dict[str, str]:
-    """Library versions to store with every score (metrics.md: scores move across versions)."""
+    """Library versions to store with every score (docs/metrics.md#what-is-recorded-with-every-score)."""
     import sklearn
 
     out = {"numpy": np.__version__, "scikit-learn": sklearn.__version__, "python": platform.python_version()}

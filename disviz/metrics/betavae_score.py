@@ -1,4 +1,4 @@
-"""BetaVAE score (Higgins et al. 2017; disentanglement_lib form, metrics.md §6).
+"""BetaVAE score (Higgins et al. 2017; disentanglement_lib form, docs/metrics.md#betavae-score).
 
 ``sampling="fresh"`` is the disentanglement_lib reference (renders and encodes 2 x 64 new images
 per point). ``sampling="pool"`` (evaluate's default) draws each of a point's 64 pairs from an

@@ -1,4 +1,4 @@
-"""DCI disentanglement / completeness / informativeness (Eastwood & Williams 2018; metrics.md §2).
+"""DCI disentanglement / completeness / informativeness (Eastwood & Williams 2018; docs/metrics.md#dci).
 
 Default estimator: ``RandomForestClassifier(100, criterion="entropy", max_depth=10)`` (the
 kylehkhsu/tripod choice) with ``max_features=None``: every split sees all codes, as

@@ -1,6 +1,6 @@
 """One metric report for a trained model: encode n samples, run every metric, add reconstruction quality.
 
-Presets (metrics.md §8): 'paper' uses the published sample counts (10k encodings + a 5k test
+Presets (docs/metrics.md#evaluate-and-its-presets): 'paper' uses the published sample counts (10k encodings + a 5k test
 set for DCI/SAP, FactorVAE 10k/5k votes of 64 on 10k variance samples, BetaVAE 10k/5k points of
 64 pairs); 'fast' (the app) follows
 disent's fast mode (FactorVAE 700/350 votes on 1k variance samples; BetaVAE 350/175 points, our

@@ -1,4 +1,4 @@
-"""FactorVAE score (Kim & Mnih 2018; disentanglement_lib form, metrics.md §5).
+"""FactorVAE score (Kim & Mnih 2018; disentanglement_lib form, docs/metrics.md#factorvae-score).
 
 ``sampling="fresh"`` is the disentanglement_lib reference: every vote renders and encodes 64 new
 images. ``sampling="pool"`` (evaluate's default) draws each vote's 64 points from an

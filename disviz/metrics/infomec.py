@@ -1,4 +1,4 @@
-"""InfoMEC: InfoM (modularity), InfoC (compactness), InfoE (explicitness) (Hsu et al. 2023, metrics.md §1).
+"""InfoMEC: InfoM (modularity), InfoC (compactness), InfoE (explicitness) (Hsu et al. 2023, docs/metrics.md#infomec).
 
 Default variant: the standalone InfoMEC module the latent_quantization README recommends
 (kNN with 10 neighbours; active if range > 0 for discrete, > max/20 for continuous; one-hot
@@ -50,7 +50,7 @@ def nmi_matrix(z: np.ndarray, c: np.ndarray, discrete: bool, n_neighbors: int = 
 
 
 def active_mask(z: np.ndarray, discrete: bool, rule: str = "module") -> np.ndarray:
-    """Active latents from their range over the evaluation samples (metrics.md §1.2 / §1.4)."""
+    """Active latents from their range over the evaluation samples (docs/metrics.md#active-latents and #infomec-variants)."""
     rng = z.max(0) - z.min(0)
     top = rng.max() if rng.size else 0.0
     if rule == "module":
@@ -147,7 +147,7 @@ def infomec(
         row = np.nan_to_num(na.max(1) / na.sum(1), nan=1.0 / n_a)
     infom = (col.mean() - 1.0 / n_s) / (1.0 - 1.0 / n_s) if n_s > 1 else 1.0
     infoc = (row.mean() - 1.0 / n_a) / (1.0 - 1.0 / n_a) if n_a > 1 else float("nan")
-    # InfoE's probe reads all latents, as in the reference module (metrics.md §1.3): a latent below the
+    # InfoE's probe reads all latents, as in the reference module (docs/metrics.md#infomec): a latent below the
     # activity threshold can still carry information a linear probe uses
     infoe, per_factor_e = _infoe(z, c, settings["infoe_inputs"] == "one-hot")
     return {

@@ -1,4 +1,4 @@
-"""Mutual Information Gap (Chen et al. 2018; disentanglement_lib discretisation, metrics.md §3)."""
+"""Mutual Information Gap (Chen et al. 2018; disentanglement_lib discretisation, docs/metrics.md#mig)."""
 
 from __future__ import annotations
 

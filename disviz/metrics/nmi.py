@@ -1,4 +1,4 @@
-"""NMI1 / NMI2 per factor (information diffusion, DEFT; metrics.md §7).
+"""NMI1 / NMI2 per factor (information diffusion, DEFT; docs/metrics.md#nmi1-and-nmi2).
 
 Uses the MIG discretisation (disentanglement_lib): each latent is cut into 20 equal-width bins
 between its min and max, and ``I(z_j; c_k)`` is the plug-in mutual information of the two
@@ -47,7 +47,7 @@ def nmi_diffusion(
 
 
 def mig_from_nmi(nmi: np.ndarray) -> float:
-    """MIG with H = ln #values: mean over factors of NMI1 − NMI2 (metrics.md §7)."""
+    """MIG with H = ln #values: mean over factors of NMI1 − NMI2 (docs/metrics.md#nmi1-and-nmi2)."""
     ranked = -np.sort(-np.asarray(nmi), axis=1)
     second = ranked[:, 1] if ranked.shape[1] > 1 else 0.0
     return float(np.mean(ranked[:, 0] - second))

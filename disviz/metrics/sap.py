@@ -1,4 +1,4 @@
-"""SAP score (Kumar et al. 2018; disentanglement_lib form, metrics.md §4)."""
+"""SAP score (Kumar et al. 2018; disentanglement_lib form, docs/metrics.md#sap)."""
 
 from __future__ import annotations
 

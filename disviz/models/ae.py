@@ -1,12 +1,12 @@
 """AE baseline as in kylehkhsu/latent_quantization: reconstruction only (BCE averaged over pixels),
-on the QLAE encoder/decoder (``arch='qlae'``, methods.md §3), with QLAE's optimiser set-up
+on the QLAE encoder/decoder (``arch='qlae'``, docs/methods.md#ae), with QLAE's optimiser set-up
 (AdamW on weights with element-wise clipping, Adam on biases) and weight decay 0 by default
 (0.001 on Shapes3D, as in the code's Shapes3D config).
 
 The latents are unbounded. For sliders the model tracks the range of its encodings during
 training (an exponential moving average, momentum ``range_momentum``, of each batch's per-latent
 min and max, stored as buffers so it travels with the checkpoint). The app should still prefer
-the min/max of the encodings of the data it shows (methods.md §3 [I]); ±3 is the fallback before
+the min/max of the encodings of the data it shows (docs/methods.md#ae [I]); ±3 is the fallback before
 any training step.
 """
 

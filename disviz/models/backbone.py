@@ -1,6 +1,6 @@
 """The networks every method shares, and the Gaussian posterior algebra.
 
-- ``ConvEncoder`` / ``ConvDecoder``: disentanglement_lib's "conv" architecture (methods.md §0),
+- ``ConvEncoder`` / ``ConvDecoder``: disentanglement_lib's "conv" architecture (docs/methods.md#the-conv-backbone),
   used by β-VAE, β-TCVAE, DEFT and DeVAE.
 - ``QLAEEncoder`` / ``QLAEDecoder``: the QLAE "large" architecture (§4), the default of QLAE and AE.
 - ``split_gaussian``, ``reparameterize``, ``kl_per_dim``, ``gaussian_log_density``: written once

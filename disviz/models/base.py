@@ -33,7 +33,7 @@ class ModelConfig:
     ``reduction``: how the reconstruction is reduced over pixels: 'sum' (disentanglement_lib,
     DEFT, DeVAE: summed over pixels, averaged over the batch; KL summed over latents) or 'mean'
     (the QLAE code: averaged over pixels; KL averaged over latents). Stored in every checkpoint
-    because the β values of the two conventions differ by a factor D/d (methods.md §1).
+    because the β values of the two conventions differ by a factor D/d (docs/methods.md#loss-reductions).
     """
 
     latent_dim: int = 10

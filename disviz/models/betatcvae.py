@@ -5,7 +5,7 @@ TC(q(z)) is estimated by minibatch-weighted sampling (MWS) on z ~ q(z|x) of the 
 disentanglement_lib drops the ln(N·M) constants (gradients are unchanged); we keep them, with
 N = ``dataset_size`` (0 → the dataset's grid size), so the logged ``tc`` is the MWS estimate itself
 rather than an estimate with an offset of (d−1)·ln(N·M). The estimate is biased for small batches:
-keep B ≥ 64 (methods.md §2). With ``reduction='mean'`` the TC penalty is divided by d like the
+keep B ≥ 64 (docs/methods.md#beta-tcvae). With ``reduction='mean'`` the TC penalty is divided by d like the
 KL (the logged ``tc`` stays the estimate in nats).
 """
 

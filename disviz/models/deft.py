@@ -1,5 +1,5 @@
 """DEFT: Distilling Entangled Factors by Preventing Information Diffusion (Wu et al., Machine
-Learning 111(6), 2022; arXiv 2102.03986; author code erow/disentanglement_lib). methods.md §7.
+Learning 111(6), 2022; arXiv 2102.03986; author code erow/disentanglement_lib). docs/methods.md#deft.
 
 The latent space is split into G groups, each with its own §0 conv sub-encoder (the Sep-2021 /
 journal code generation); one §0 decoder reads all d latents. Training runs in stages with a
@@ -8,7 +8,7 @@ decreasing β: stage k minimises ``recon + β_k Σ_j KL_j`` (no TC term). In sta
 - the *current* group (index min(k, G−1)) learns at the full learning rate η;
 - *earlier* groups are slowed (information already frozen in should not diffuse), by
   ``slowdown='lr'`` (default): their parameter group's learning rate is γ·η (γ = ``gamma``, 0.1).
-  Scaling gradients instead would be a no-op under Adam (methods.md §7 pitfall), so the rate is
+  Scaling gradients instead would be a no-op under Adam (docs/methods.md#why-the-slowdown-is-a-learning-rate), so the rate is
   set on the optimiser's parameter groups at every stage switch, keeping the Adam state; or
   ``slowdown='freeze'`` (the journal version): the sub-encoder is frozen and its detached output
   passes through a learnable diagonal projection μ' = μ·e^{w1}, ln σ²' = ln σ² + w2 (w init 0);
@@ -64,7 +64,7 @@ __all__ = ["DEFT", "DEFTConfig"]
 @dataclass
 class DEFTConfig(ModelConfig):
     """dSprites defaults of the author code (d 10, G 5, β thresholds 70/30/12/1, β(t) schedule over
-    400k steps); ``for_dataset`` applies the other rows of methods.md §7. Adam at 1e-4 (the later
+    400k steps); ``for_dataset`` applies the other rows of docs/methods.md#defaults-per-dataset. Adam at 1e-4 (the later
     code) with batch 256 (the authors' script). Reconstruction: Bernoulli for binary data, L2 for RGB."""
 
     latent_dim: int = 10

@@ -1,5 +1,5 @@
 """DeVAE: VAEs with a Decremental Information Bottleneck (Wu et al., ICLR 2023 submission,
-arXiv 2303.12959; code erow/disentanglement_lib). methods.md §8.
+arXiv 2303.12959; code erow/disentanglement_lib). docs/methods.md#devae.
 
 One §0 encoder gives (μ₀, ln σ₀²). K latent spaces are chained by learnable diagonal
 *disentanglement-invariant* maps: μ_{i+1} = e^{w¹_i}⊙μ_i and (as in the code) ln σ²_{i+1} =

@@ -1,5 +1,5 @@
 """DiD: Disentanglement in Difference (Zhang, Liu, Lu, Pang, Wang, Yang, arXiv 2502.03123, 2025).
-methods.md §9. There is no public code and we had only the abstract and third-party summaries, so
+docs/methods.md#did. There is no public code and we had only the abstract and third-party summaries, so
 everything beyond the known parts is an interpretation [I], each one a config option.
 
 Known [P]: a generator G with a WGAN-GP critic D; a *samples encoder* E trained on generated
@@ -44,14 +44,14 @@ Interpretations [I] (the config field is named in brackets):
    trained on ``−D(G(c)) + info_weight·‖E(G(c)) − c‖² + diff_weight·L_H``; the L_H gradient flows
    through H into G, so G learns to make a move along dimension i produce an image difference that
    H can tell apart from a move along j. The info term (InfoGAN-style) makes every dimension of c
-   recoverable from the image. Its weight is 200 in the QLInfoWGAN-GP code (methods.md §5), whose
+   recoverable from the image. Its weight is 200 in the QLInfoWGAN-GP code (docs/methods.md#did, item 6), whose
    codes lie in about ±0.5 (variance 1/12); c ~ U(−1, 1) has 4× that variance, so the same weight
    would be 4× stronger and drown the critic's signal: ``info_weight`` = 50 keeps its scale.
    Setting ``info_weight=0`` / ``diff_weight=0`` stops that gradient reaching G (E and H are then
    trained on detached images), which gives the ablations.
 7. E is trained only on codes drawn from the prior (not on the perturbed ones): in the generator
    iteration (the info term) and, with ``encoder_with_critic`` (default), also on the fakes of every
-   critic iteration, as QLInfoWGAN-GP trains its encoder with the critic (methods.md §5). H and E
+   critic iteration, as QLInfoWGAN-GP trains its encoder with the critic (docs/methods.md#did, item 7). H and E
    have their own Adam. Pairs are shown to H ordered so that the moved coordinate increases.
 8. Output logits are softly bounded, l ↦ b·tanh(l/b) with b = ``logit_bound`` = 8 (sigmoid
    3·10⁻⁴ … 0.9997, enough for binary sprites). The first shipped run (``arch='conv'``, no
@@ -95,7 +95,7 @@ __all__ = ["DiD", "DiDConfig", "DifferenceEncoder", "gradient_penalty", "info_nc
 
 @dataclass
 class DiDConfig(ModelConfig):
-    """Proposed defaults of methods.md §9 (see the module docstring for every [I] choice)."""
+    """Proposed defaults of docs/methods.md#did (see the module docstring for every [I] choice)."""
 
     latent_dim: int = 10
     lr: float = 5e-4  # WGAN-GP used 1e-4; measured too slow here (module docstring, item 9)

@@ -4,7 +4,7 @@ NeurIPS 2023, arXiv 2305.18378; official JAX code kylehkhsu/latent_quantization)
 Each latent j has its own learnable scalar codebook of ``values_per_latent`` values, initialised to
 ``linspace(−codebook_range, codebook_range)``. The encoder output z is snapped to the nearest value
 q; the decoder sees ẑ = z + sg(q − z) (straight-through). The two auxiliary losses are computed on
-the raw z and the selected q *before* that substitution (methods.md §4 pitfall): otherwise the
+the raw z and the selected q *before* that substitution (docs/methods.md#straight-through-ordering): otherwise the
 codebook receives no gradient and the two z-gradients cancel:
 
     L = BCE_mean(x, σ(dec(ẑ))) + w_q·mean (sg(z) − q)² + w_c·mean (z − sg(q))²

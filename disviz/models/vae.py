@@ -1,5 +1,5 @@
 """The Gaussian VAE skeleton shared by β-VAE, β-TCVAE and DeVAE: one conv encoder giving
-(μ, ln σ²), one conv decoder giving logits, and the loss reductions of methods.md §0/§1."""
+(μ, ln σ²), one conv decoder giving logits, and the loss reductions of docs/methods.md#loss-reductions."""
 
 from __future__ import annotations
 
