@@ -9,6 +9,7 @@ later change: add a case here when a new kind of bad input is found.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -23,6 +24,7 @@ import tempfile
 import time
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +372,30 @@ def assert_one_line(rc: int, err: str, *fragments: str) -> str:
     return line
 
 
+Scenario = tuple[list[list[str]], Callable[[list[tuple[int, str]]], None]]
+CLI_SCENARIOS: dict[str, Callable[[Path], Scenario]] = {}
+
+
+def cli_scenario(prepare: Callable[[Path], Scenario]) -> Callable[[Path], Scenario]:
+    """Register CLI cases (prepared in their own folder) for the one shared ``cli_batch`` run: one child
+    process and one torch import for every CLI case of the corpus instead of one per test."""
+    CLI_SCENARIOS[prepare.__name__] = prepare
+    return prepare
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Callable[[], None]]:
+    """name -> a call that checks that scenario's results (each test asserts only its own)."""
+    cases: list[list[str]] = []
+    spans: dict[str, tuple[int, int, Callable[[list[tuple[int, str]]], None]]] = {}
+    for name, prepare in CLI_SCENARIOS.items():
+        argvs, check = prepare(tmp_path_factory.mktemp(name.strip("_")))
+        spans[name] = (len(cases), len(cases) + len(argvs), check)
+        cases += argvs
+    results = cli_batch(cases)
+    return {name: functools.partial(check, results[a:b]) for name, (a, b, check) in spans.items()}
+
+
 @contextlib.contextmanager
 def bounded_allocation(mb: float = 64):
     """Fail when the block allocates more than ``mb`` MB (numpy reports its buffers to tracemalloc)."""
@@ -431,35 +457,43 @@ def test_32_1_generated_foreign_folders_are_never_written(tmp_path, names, junk)
     shutil.rmtree(folder)
 
 
-def test_32_1_cli_train_resume_on_foreign_weights_and_outputs_it_did_not_write(tmp_path):
+@cli_scenario
+def _foreign_outputs(tmp_path: Path) -> Scenario:
     folder = _foreign_folder(tmp_path / "run", FOREIGN[1])
     mine = tmp_path / "notes.json"
     mine.write_text('{"my": "notes"}')
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"\x89PNG not really")
     before = folder_digest(tmp_path)
-    (r1, e1), (r2, e2), (r3, e3) = cli_batch(
-        [
-            ["train", "--model", "betavae", "--dataset", "dsprites", "--steps", "3", "--resume", "--out", str(folder)],
-            ["anneal", "--dataset", "dsprites", "--steps", "10", "--out", str(mine)],
-            ["data", "render", "dsprites", "--n", "4", "--out", str(photo)],
-        ]
-    )
-    assert_one_line(r1, e1, "no card.json", "move them elsewhere")
-    assert_one_line(r2, e2, "is not an annealing result", "only replaces files it wrote")
-    assert_one_line(r3, e3, "is not a grid rendered by disviz")
-    assert folder_digest(tmp_path) == before
+    cases = [
+        ["train", "--model", "betavae", "--dataset", "dsprites", "--steps", "3", "--resume", "--out", str(folder)],
+        ["anneal", "--dataset", "dsprites", "--steps", "10", "--out", str(mine)],
+        ["data", "render", "dsprites", "--n", "4", "--out", str(photo)],
+    ]
+
+    def check(results: list[tuple[int, str]]) -> None:
+        (r1, e1), (r2, e2), (r3, e3) = results
+        assert_one_line(r1, e1, "no card.json", "move them elsewhere")
+        assert_one_line(r2, e2, "is not an annealing result", "only replaces files it wrote")
+        assert_one_line(r3, e3, "is not a grid rendered by disviz")
+        assert folder_digest(tmp_path) == before
+
+    return cases, check
+
+
+def test_32_1_cli_train_resume_on_foreign_weights_and_outputs_it_did_not_write(cli_runs):
+    cli_runs["_foreign_outputs"]()
 
 
 # --- 32.2 unbounded requests: one size rule, checked before allocation -----------------------------
-def test_32_2_huge_counts_from_the_cli_are_refused_within_2_gb(tmp_path, shipped_copy):
+@cli_scenario
+def _huge_counts(tmp_path: Path) -> Scenario:
+    shipped_copy = tmp_path / "betavae"
+    shutil.copytree(SHIPPED, shipped_copy)
     spec = tmp_path / "s.toml"
     spec.write_text('name = "s"\nout = "o"\nmodels = ["betavae"]\n[random]\nsamples = 100000000\n'
                     '[random.betavae]\nbeta = { dist = "uniform", low = 1.0, high = 8.0 }\n')  # fmt: skip
-    big_json = tmp_path / "huge.json"
-    with open(big_json, "wb") as f:  # 500 MB, sparse: costs no disk
-        f.truncate(500_000_000)
-    before = folder_digest(shipped_copy)
+    before = folder_digest(tmp_path)
     cases = [
         ["evaluate", str(shipped_copy), "--n", "1000000000", "--no-store"],
         ["evaluate", str(shipped_copy), "--n", "1000001", "--no-store"],
@@ -470,19 +504,27 @@ def test_32_2_huge_counts_from_the_cli_are_refused_within_2_gb(tmp_path, shipped
         ["data", "render", "shapes3d", "--n", "100001", "--out", str(tmp_path / "g.png")],
         ["bench", "metrics", "--n", "1000000000"],
     ]  # fmt: skip
-    (r0, e0), (r1, e1), (r2, e2), (r3, e3), (r4, e4), (r5, e5), (r6, e6), (r7, e7) = cli_batch(cases)
-    assert_one_line(r0, e0, "--n 1,000,000,000 is above the maximum 1,000,000")
-    assert_one_line(r1, e1, "--n 1,000,001 is above the maximum")
-    assert_one_line(r2, e2, "--bases 1,000,000,000 is above the maximum")
-    assert_one_line(r3, e3, "--bases 9,000", "at most 10,000 runs")
-    assert_one_line(r4, e4, "--batch-size 100,000,000 is above the maximum")
-    assert_one_line(r5, e5, "[random] samples 100,000,000 is above the maximum 10,000")
-    assert_one_line(r6, e6, "--n 100,001 is above the maximum")
-    assert_one_line(r7, e7, "--n 1,000,000,000")
-    assert folder_digest(shipped_copy) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["betavae", "huge.json", "s.toml"]
-    from disviz.diagnostics.annealing import load_annealing_result
 
+    def check(results: list[tuple[int, str]]) -> None:
+        (r0, e0), (r1, e1), (r2, e2), (r3, e3), (r4, e4), (r5, e5), (r6, e6), (r7, e7) = results
+        assert_one_line(r0, e0, "--n 1,000,000,000 is above the maximum 1,000,000")
+        assert_one_line(r1, e1, "--n 1,000,001 is above the maximum")
+        assert_one_line(r2, e2, "--bases 1,000,000,000 is above the maximum")
+        assert_one_line(r3, e3, "--bases 9,000", "at most 10,000 runs")
+        assert_one_line(r4, e4, "--batch-size 100,000,000 is above the maximum")
+        assert_one_line(r5, e5, "[random] samples 100,000,000 is above the maximum 10,000")
+        assert_one_line(r6, e6, "--n 100,001 is above the maximum")
+        assert_one_line(r7, e7, "--n 1,000,000,000")
+        assert folder_digest(tmp_path) == before
+
+    return cases, check
+
+
+def test_32_2_huge_counts_from_the_cli_are_refused_within_2_gb(cli_runs, tmp_path):
+    cli_runs["_huge_counts"]()
+    big_json = tmp_path / "huge.json"
+    with open(big_json, "wb") as f:  # 500 MB, sparse: costs no disk
+        f.truncate(500_000_000)
     with bounded_allocation(), pytest.raises(AnnealingResultError, match="500.0 MB, above the maximum 64 MB"):
         load_annealing_result(big_json)
 
@@ -627,7 +669,10 @@ def test_32_3_smallnorb_headers_beyond_the_file(tmp_path):
 BAD_SEEDS = ["-1", str(2**32), str(2**64), str(2**70), "-99999999999999999999999"]
 
 
-def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(tmp_path, shipped_copy):
+@cli_scenario
+def _edges(tmp_path: Path) -> Scenario:
+    shipped_copy = tmp_path / "betavae"
+    shutil.copytree(SHIPPED, shipped_copy)
     (tmp_path / "empty").mkdir()
     (tmp_path / "file").write_text("x")
     long_name = str(tmp_path / ("n" * 300))
@@ -655,25 +700,32 @@ def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(tmp_path, shipped_co
         ["data", "info", "dsprites", "--data-path", long_name + ".npz"],
     ]
     before_ck, before = folder_digest(shipped_copy), sorted(p.name for p in tmp_path.iterdir())
-    results = cli_batch(seed_cases + other)
-    for (rc, err), case in zip(results[: len(seed_cases)], seed_cases, strict=True):
-        assert "must be an integer from 0 to 4,294,967,295" in assert_one_line(rc, err), case
-    names = [
-        "allows",
-        "PATH_MAX",
-        "allows",
-        "allows",
-        "does not exist",
-        "is a file, not a checkpoint",
-        "has no card.json",
-        "checkpoint folder: the name",
-        "PATH_MAX",
-        "sweep spec: the name",
-        "--data-path: the name",
-    ]
-    for (rc, err), fragment in zip(results[len(seed_cases) :], names, strict=True):
-        assert_one_line(rc, err, fragment)
-    assert folder_digest(shipped_copy) == before_ck and sorted(p.name for p in tmp_path.iterdir()) == before
+
+    def check(results: list[tuple[int, str]]) -> None:
+        for (rc, err), case in zip(results[: len(seed_cases)], seed_cases, strict=True):
+            assert "must be an integer from 0 to 4,294,967,295" in assert_one_line(rc, err), case
+        names = [
+            "allows",
+            "PATH_MAX",
+            "allows",
+            "allows",
+            "does not exist",
+            "is a file, not a checkpoint",
+            "has no card.json",
+            "checkpoint folder: the name",
+            "PATH_MAX",
+            "sweep spec: the name",
+            "--data-path: the name",
+        ]
+        for (rc, err), fragment in zip(results[len(seed_cases) :], names, strict=True):
+            assert_one_line(rc, err, fragment)
+        assert folder_digest(shipped_copy) == before_ck and sorted(p.name for p in tmp_path.iterdir()) == before
+
+    return seed_cases + other, check
+
+
+def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(cli_runs):
+    cli_runs["_edges"]()
 
 
 @HYPO
@@ -765,7 +817,8 @@ def test_32_5_sweep_specs_fail_the_same_checks_as_train_before_anything_starts(t
         assert not (tmp_path / "r").exists()
 
 
-def test_32_5_sweep_dry_run_refuses_from_the_cli(tmp_path):
+@cli_scenario
+def _sweep_specs(tmp_path: Path) -> Scenario:
     specs = {
         "b.toml": 'name = "b"\nout = "o"\nmodels = ["betavae"]\nbatch_size = 10000000\n',
         "h.toml": 'name = "h"\nout = "o"\nmodels = ["betavae"]\n[set]\nhidden = 2000000000\n',
@@ -777,12 +830,19 @@ def test_32_5_sweep_dry_run_refuses_from_the_cli(tmp_path):
     for name, text in specs.items():
         (tmp_path / name).write_text(text)
     before = folder_digest(tmp_path)
-    results = cli_batch([["sweep", str(tmp_path / n), "--dry-run"] for n in specs])
-    fragments = ["batch_size 10,000,000 is above the maximum 65,536", "parameters", "[eval] n 1,000,000,000",
-                 "the spec's trials 10,396 is above the maximum 10,000"]  # fmt: skip
-    for (rc, err), fragment in zip(results, fragments, strict=True):
-        assert_one_line(rc, err, fragment)
-    assert folder_digest(tmp_path) == before and not (tmp_path / "o").exists()
+
+    def check(results: list[tuple[int, str]]) -> None:
+        fragments = ["batch_size 10,000,000 is above the maximum 65,536", "parameters", "[eval] n 1,000,000,000",
+                     "the spec's trials 10,396 is above the maximum 10,000"]  # fmt: skip
+        for (rc, err), fragment in zip(results, fragments, strict=True):
+            assert_one_line(rc, err, fragment)
+        assert folder_digest(tmp_path) == before and not (tmp_path / "o").exists()
+
+    return [["sweep", str(tmp_path / n), "--dry-run"] for n in specs], check
+
+
+def test_32_5_sweep_dry_run_refuses_from_the_cli(cli_runs):
+    cli_runs["_sweep_specs"]()
 
 
 # --- 32.6 cluster: the node of every trial, and a clear line for Ray's token authentication ---------
