@@ -6,43 +6,11 @@ method keeps its own optimisation logic (DiD's critic steps, DEFT's stages, QLAE
 and the engine owns everything around it: device, seeding, data, speed, logging, hooks,
 checkpoints, NaN guard, Ctrl-C / stop and resume.
 
-Speed choices (each switchable in ``TrainConfig``; ``python -m disviz bench train`` measures the
-engine against a plain PyTorch loop of the same network in the same run):
-
-- No per-step host syncs: loss terms are accumulated on the device and read with one
-  ``.tolist()`` every ``log_every`` steps (the NaN guard checks the window sum, so a NaN anywhere
-  in the window is caught before the next save).
-- Optimisers: Adam/AdamW are switched to the fused kernel (``optimizer_impl="auto"``: fused on
-  CUDA and CPU; 'foreach' and 'default' are the alternatives).
-- channels_last memory format for the conv nets (``channels_last=None`` = auto: on for CUDA,
-  where cuDNN's NHWC kernels pay under bf16; on CPU measured per machine, see below).
-- bf16 autocast on CUDA (``amp="auto"``); no GradScaler needed with bf16.
-- Data: ``dataset.batch_sampler`` (the data package's fast sampler) instead of rendering images
-  one by one; uint8 -> float happens on the device.
-- ``torch.compile`` of the loss (``compile=True``) is off by default: on CPU the compile time
-  is minutes and the gain on these small conv nets is small; on GPU it is an opt-in.
-- ``torch.set_num_threads`` is only called when ``num_threads`` is given (the app passes 1-2
-  so that its UI stays responsive); the library never changes it otherwise.
-
-Findings (torch 2.13 CPU build, 2-core AMD EPYC with avx512_bf16, 2 threads, batch 64, the
-standard 64x64 conv VAE; images/s, best of rounds; the machine was shared, so +-15 % noise):
-
-- micro-benchmark on an idle machine: plain loop (NCHW, default Adam, ``.item()`` every step)
-  790-848; without the per-step sync 842-875; + channels_last 885-894; + fused Adam 939-973;
-  foreach Adam alone 791-891 (no gain over fused, so 'auto' picks fused);
-  bf16 autocast 1509 vs 948 in fp32 (+60 %), but kept opt-in on CPU (``amp="bf16"``) so CPU
-  runs stay float32 and bit-reproducible; torch.compile 931 vs 948 after a 26 s compile: off.
-- ``bench train --model betavae --dataset dsprites --steps 50``: plain 259.7 / engine 718.5
-  (2.77x) / engine+bf16 1321.9 (best of 2) on a lightly loaded machine; plain 149.0 / engine
-  197.5 (1.33x) / engine+bf16 225.4 (best of 3) under heavy load from other jobs (load ~5-9).
-  A short run (``--steps 25``) at load ~10 on the 2 cores gave plain 76.5 / engine 50.1 (0.65x)
-  / bf16 45.2: with the CPU 5x oversubscribed, short runs measure the neighbours, not the loop;
-  re-measure on an idle machine before quoting.
-- Pitfall found by the exact-resume test: the fused Adam kernel gives wrong updates when a
-  channels_last parameter has contiguous state tensors (as safetensors restores them), so
-  ``load_optimizer_state`` restores the state in each parameter's memory layout.
-- No GPU was available in this session; the CUDA path (bf16 autocast, channels_last, fused
-  Adam, device-side sampling) is implemented but its figures are not recorded here.
+Speed: no per-step host syncs, fused Adam, channels_last, bf16 autocast on CUDA, the datasets'
+fast samplers; each is a ``TrainConfig`` switch, CPU runs stay float32 and bit-reproducible by
+default, and ``python -m disviz bench train`` measures the engine against a plain PyTorch loop.
+The choices, the measurements behind them and a fused-Adam resume pitfall:
+docs/methods.md#training-engine.
 """
 
 from __future__ import annotations
@@ -116,7 +84,7 @@ class TrainConfig:
     # end this run at this step although the config's total (which fixes schedules such as DEFT's β(t))
     # is larger: reproduces a checkpoint that was shipped part-way through a long run
     stop_at: int | None = None
-    # --- engine switches (see the module docstring for why these defaults) ---------------
+    # --- engine switches (docs/methods.md#training-engine: why these defaults) ---------------
     channels_last: bool | None = None  # None: auto (CUDA and CPU yes, MPS no)
     optimizer_impl: str = "auto"  # auto | fused | foreach | default
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
@@ -431,7 +399,7 @@ class _Run:
             raise TrainingError(f"steps and batch_size must be positive (got {self.total}, {self.batch_size})")
 
     def _place_model(self) -> None:
-        """Model on the device, channels_last where it pays (see the module docstring), train mode."""
+        """Model on the device, channels_last where it pays (docs/methods.md#training-engine), train mode."""
         auto_cl = self.device.type in ("cuda", "cpu")
         self.channels_last = self.cfg.channels_last if self.cfg.channels_last is not None else auto_cl
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format

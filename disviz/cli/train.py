@@ -130,7 +130,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     Rounds alternate (plain, engine, plain, engine, ...) so background load hits both alike;
     each figure is the best round. On CPU an extra row shows the opt-in bf16 autocast
-    (``TrainConfig(amp="bf16")``), which is not the default there (see the module docstring).
+    (``TrainConfig(amp="bf16")``), which is not the default there (docs/methods.md#training-engine).
     """
     device = pick_device(args.device)
     steps = int(args.steps)

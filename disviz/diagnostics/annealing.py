@@ -1,74 +1,15 @@
-"""IFP annealing test (docs/methods.md#ifp-annealing-test): when does each factor's information freeze into a VAE?
+"""IFP annealing test: when does each factor's information freeze into a VAE?
 
-For a factor k and a random base configuration of the other factors, the sweep gives the |V_k|
-images where only k varies. A VAE with **one latent** is trained on them while β is annealed
-from high to low; the latent's KL (≈ I(x; z)) stays ~0 until β falls below the factor's
-*information freezing point* (IFP), then rises. Repeating over bases gives an IFP distribution
-per factor (position freezes at high β, shape/orientation at low β in dSprites).
+For a factor k and a random base of the other factors, a VAE with one latent is trained on the
+|V_k| images in which only k varies while β is annealed from high to low; the β at which its KL
+rises above a threshold is the factor's information freezing point (IFP). Repeating over bases
+gives an IFP distribution per factor, which DEFT's stage thresholds are meant to separate.
 
-Batching: all factor × base runs are trained together as ONE vectorised model; Adam is
-element-wise and runs share no parameters, so the runs stay independent exactly as if trained one
-by one (tested). Each step is **full batch over each run's own sweep** (|V_k| ≤ 40 images: shape
-3, scale 6, orientation 40, posX/posY 32) instead of the reference's 64 images sampled with
-replacement from those same ≤ 40 images: same data distribution, no sampling noise, and far less
-compute (``batch_size=64`` restores the reference sampling).
-
-Architecture (``arch``). Default ``"mlp"`` (``BatchedMLPVAE``): per run an MLP encoder
-``C·S·S → hidden → 2`` (μ, ln σ²) and decoder ``1 → hidden → C·S·S`` logits, evaluated as batched
-matmuls (``torch.baddbmm``) over runs; runs with equal |V_k| form one bmm group, so nothing is
-padded. Images are 2×2 average-pooled to 32×32 (``pool``; the pooled grey levels still
-separate every dSprites position, scale and orientation step). Why the default: the IFP measures
-how much the factor's images are worth to the reconstruction against β·KL; a one-latent MLP VAE
-can represent ≤ 40 images, and on 2 loaded CPU cores the reference conv backbone (``"conv"``:
-``BatchedVAE``, grouped convolutions, 4 × [conv 4×4 stride 2] with ``base_channels`` channels,
-FC ``hidden``) measured 12.7 s/step for 40 runs × batch 64 (8 000 steps ≈ 28 h), while the MLP on
-full batches at 32×32 runs a 40-run step in ~0.1–0.3 s (``python -m disviz bench anneal``): a
-5 factor × 8 base run of T = 2 000 took 147 CPU-s (6 min wall on the shared machine). The
-conv backbone stays available (full batch via padding + mask) and is what the reference uses.
-
-Equilibrium (why the optimisation defaults differ from the reference). The IFP is meant to be a
-property of the factor's images, so the VAE must track its optimum while β falls. The reference
-recipe does not: with Adam 5e-4 and no warm-up, seed 0 and seed 1 of the 5 × 4 dSprites run
-(T = 8 000) disagreed on the ordering, per-base IFPs of posX/posY/scale were bimodal (≈ 45–50 or
-≈ 1–6) and orientation (a small-pixel factor) came out on top. Two failure modes, both measured
-against the **linear-response bound** (``linear_ifp``: the β below which the collapsed VAE is
-unstable, computed from the sweep's images alone): (1) without a warm-up the KL rises while the
-network is still learning the mean image (orientation read 43–53 against a bound of 6–11);
-(2) once collapsed, the VAE sits on a saddle whose escape is driven by a tiny signal under
-ε-sampling noise, so it left the collapse at β ≈ 1–4 even where the bound was 45–74. Fixes, each
-a config field: ``warmup`` (default T/8 steps at β(0), not recorded, so the trace starts from a
-converged collapsed VAE; a KL that never drops to the threshold means "froze at ≥ β(0)");
-``antithetic`` ε/−ε pairs (the gradient noise linear in ε cancels exactly, 2× decoder work);
-``activation="elu"`` (ReLU decoder units driven by pure-noise z die during the warm-up and some
-runs never learned); ``latent_init=1`` (no ×0.01 damping of the decoder's z weights); ``lr`` 2e-3.
-With these the measured IFPs sit at 0.5–0.95 of each run's bound and every run froze.
-
-Steps: the reference T = 8 000 with γ = 15 (β reaches ≈ 1 at t ≈ 0.46 T) stays the default.
-
-Scale (docs/methods.md#scale). An IFP is a β on the scale of the likelihood it was measured
-with. The default is the reference's: full 64×64 images, the Bernoulli (or L2) loss summed over
-all 4 096 (× C) pixels, the scale of the trained models and of DEFT's β thresholds (70/30/12/1).
-``pool=2`` (the earlier default, 4× cheaper) divides every IFP by ≈ 4; results record ``pool`` and
-the page names the scale. At 64×64 dSprites' position and scale sweeps have linear-response bounds
-above the reference start β = 1 + 70 (posX ≈ 120–350), so they would be frozen from the first
-step: ``beta_max=None`` (default) starts the schedule at max(70, 1.25 × the largest bound of the
-runs, rounded up to 10) and the result says so (``settings['beta_max_note']``).
-
-Recipes (``recipe``). ``"equilibrium"`` (default) is the set of fixes above. ``"reference"`` is
-the reference recipe on the same network and scale: Adam 5e-4, batch 64 sampled with replacement
-from the sweep, no warm-up, ReLU, plain ε sampling. Running both (``anneal --recipe both``)
-shows how much a measured IFP depends on the optimisation; every result names its recipe.
-
-Bernoulli likelihood for binary data, L2 (Gaussian, σ=1 up to a constant) for RGB.
-
-Interpretations [I] (all config fields): the IFP is read on a moving-median-smoothed KL trace
-(window 50) as the β where the smoothed KL first rises above 0.1 nat; without a warm-up it must
-first have collapsed below it (the random initial encoder carries some KL that high β removes).
-Runs whose KL never rises report ``None``. The reference's early stop ("recon < 1") only
-truncates the recorded curve of that run (``stop_recon``; off by default). The factor ordering is
-reported by median and, because equal-information factors (posX, posY) have no stable strict
-order, also as tie groups (``ordering_groups``: adjacent factors not separated by a two-sided
-Mann–Whitney U test at p < 0.05).
+Why the defaults differ from the reference test: an IFP is a β on the scale of the likelihood it
+was measured with, so the default is the trained models' scale (64×64, loss summed over pixels);
+and it should be a property of the images, not of the optimiser, so the default recipe keeps the
+VAE at equilibrium while β falls. All runs train together as one vectorised model. Procedure,
+scale, recipes, network, measurements and interpretations: docs/methods.md#ifp-annealing-test.
 """
 
 from __future__ import annotations
@@ -110,14 +51,14 @@ class AnnealConfig:
 
     steps: int = 8000  # T (reference: 8 000)
     schedule: str = "exp"  # "exp": 1 + β_max·e^{−γt/T}; "linear": max(β_max(1 − t/T), 1)
-    beta_max: float | None = None  # None: max(70, 1.25 × largest linear bound) (module docstring)
+    beta_max: float | None = None  # None: max(70, 1.25 × largest linear bound) (docs/methods.md#scale)
     recipe: str = "equilibrium"  # "equilibrium" (defaults below) | "reference" (REFERENCE_RECIPE)
     gamma: float = 15.0
     threshold: float = 0.1  # nat
     window: int = 50  # moving-median window for the KL trace [I]
     arch: str = "mlp"  # "mlp": batched one-hidden-layer MLP VAE per run; "conv": the reference tiny conv backbone
     batch_size: int | None = None  # None: full batch (each run's own |V_k| images); int: sample with replacement
-    lr: float = 2e-3  # Adam; the reference's 5e-4 lags far behind the falling β (module docstring)
+    lr: float = 2e-3  # Adam; the reference's 5e-4 lags far behind the falling β (docs/methods.md#recipes)
     base_channels: int = 8  # conv arch only
     hidden: int = 64
     pool: int = 1  # k×k average pooling before training; 1 = the models' 64×64 scale (2 divides IFPs by ≈ 4)
@@ -469,7 +410,7 @@ class BatchedMLPVAE(nn.Module):
             bound = 1.0 / math.sqrt(i)  # nn.Linear's default init, per run
             self.w[name] = nn.Parameter(torch.empty(runs, i, o).uniform_(-bound, bound))
             self.b[name] = nn.Parameter(torch.empty(runs, 1, o).uniform_(-bound, bound))
-        with torch.no_grad():  # decoder nearly blind to z at init (see the module docstring)
+        with torch.no_grad():  # latent_init < 1 damps the decoder's z weights (docs/methods.md#recipes)
             self.w["d1"].mul_(latent_init)
 
     def _lin(self, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -682,7 +623,7 @@ def run_annealing(
     """Run the annealing test and return the result dict (also written atomically to ``out``).
 
     Returns None (and writes nothing) when ``stop_event`` is set before the end. ``recipe`` picks
-    the optimisation recipe (module docstring); ``config`` overrides single AnnealConfig fields.
+    the optimisation recipe (docs/methods.md#recipes); ``config`` overrides single AnnealConfig fields.
     """
     if isinstance(dataset, str):
         from disviz.data import load_dataset
