@@ -15,7 +15,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SUFFIXES = {".py", ".md", ".sh", ".toml"}
 #: folders never scanned: tooling, caches, environments, and run outputs (not the project's text)
-SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "runs"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "runs",
+}
 SKIP_PATHS = {ROOT / "checkpoints" / "sweeps"}
 #: a path ending in .md that does not start inside a longer token (a URL, another path); an optional anchor
 CITATION = re.compile(r"(?<![\w/.:@-])((?:[\w.-]+/)*[\w.-]*\w\.md)(?![\w-])(#[\w-]+)?")
