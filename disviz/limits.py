@@ -46,10 +46,11 @@ MAX_JSON_BYTES = 64_000_000  # any JSON file read whole (cards, results, anneali
 MAX_SEED = 2**32 - 1  # numpy's legacy range: every generator here (random, numpy, torch) takes it
 MAX_INFLATE_RATIO = 500  # uncompressed / compressed bytes of a file member read whole (deflate's
 # ceiling is ≈ 1,030; the real dSprites .npz inflates ≈ 115×, 3dshapes.h5 ≈ 23×)
-# bytes per sample of one evaluation: classes, latents, reconstruction errors and the metrics'
-# working copies (kNN distances, forest bootstraps), measured ≈ 0.6 kB at n = 10,000, ×4 headroom
-EVAL_BYTES_PER_SAMPLE = 2_400
-JSON_BYTES_PER_BYTE = 10  # Python objects of parsed JSON: ≈ 5× the text for number lists, ×2 headroom
+# bytes per encoded sample of one evaluation (n + n/2 of them): classes, latents, reconstruction errors and
+# the metrics' working copies (kNN distances, forest bootstraps); `evaluate --preset fast` on the shipped
+# dSprites β-VAE peaked at 541 MB (n = 1,000) and 583 MB (n = 8,000): ≈ 6 kB per n = 4 kB per sample, ×2 headroom
+EVAL_BYTES_PER_SAMPLE = 8_000
+JSON_BYTES_PER_BYTE = 10  # parsed JSON as Python objects: a 500 MB annealing result took 2.5 GB (issue 32), ×2
 # bytes of training memory per image pixel value, measured on the §0 conv VAEs (fp32, forward +
 # backward + Adam temporaries): ≈ 0.5 GB RSS at batch 64 on 1-channel 64×64 → ~120 B per value, ×2 headroom
 TRAIN_BYTES_PER_VALUE = 256

@@ -533,7 +533,7 @@ def test_32_2_the_memory_budget_names_itself_and_how_to_raise_it(monkeypatch, sh
     from disviz.metrics.evaluate import evaluate_checkpoint
 
     monkeypatch.setenv("DISVIZ_MEMORY_LIMIT_GB", "0.2")
-    with pytest.raises(LimitError, match=r"--n 100,000 samples needs about 0\.4 GB, more than the memory budget "
+    with pytest.raises(LimitError, match=r"--n 100,000 samples needs about 1\.2 GB, more than the memory budget "
                                          r"\(0\.2 GB: DISVIZ_MEMORY_LIMIT_GB=0\.2\).*raise the budget"):  # fmt: skip
         evaluate_checkpoint(shipped_copy, n=100_000, store=False)
     with pytest.raises(LimitError, match="--bases 40 bases .* more than the memory budget"):
