@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=8000,
-        help="annealing steps T (default: the reference 8000; shorter T gives learning-limited IFPs, see annealing.py)",
+        help="annealing steps T (default: the reference 8000; shorter T gives learning-limited IFPs, see docs/methods.md#recipes)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--schedule", default="exp", choices=["exp", "linear"])
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         default="equilibrium",
         choices=["equilibrium", "reference", "both"],
-        help="optimisation recipe (see annealing.py); both writes OUT and OUT with a _reference suffix",
+        help="optimisation recipe (see docs/methods.md#recipes); both writes OUT and OUT with a _reference suffix",
     )
     p.add_argument("--label-free", action="store_true", help="anneal one multi-latent VAE on the whole dataset")
     p.add_argument(
