@@ -29,16 +29,17 @@ def import_panel() -> None:
 
     with st.expander("Open a model trained elsewhere"):
         st.caption(
-            "A disent or DEFT / DeVAE authors' Lightning `.ckpt`, or your TorchScript modules with their `.toml` "
+            "A disent or DEFT / DeVAE authors' Lightning `.ckpt`, a QLAE `model.eqx` (its run's `config.yaml` beside it), "
+            "or your TorchScript modules with their `.toml` "
             "(README: *Open a model trained elsewhere*). Nothing in the file is run."
         )
         source = st.radio("Source", ["file on the server", "upload"], key="imp_source", horizontal=True)
         if source == "upload":
             st.file_uploader(
-                "Checkpoint (or the .toml and the .pt files it names)",
+                "Checkpoint (or a .toml and the .pt files it names, or model.eqx and config.yaml)",
                 key="imp_upload",
                 accept_multiple_files=True,
-                type=["ckpt", "pt", "pth", "toml"],
+                type=["ckpt", "pt", "pth", "toml", "eqx", "yaml"],
             )
         else:
             st.text_input("Path", key="imp_path", placeholder="/path/to/model.ckpt or spec.toml")
@@ -73,8 +74,9 @@ def _run_import() -> None:
             tmp = Path(tempfile.mkdtemp(prefix="disviz-import-"))
             for f in files:  # a .toml names its .pt files by relative path: keep them side by side
                 (tmp / Path(f.name).name).write_bytes(f.getvalue())
-            tomls = [p for p in tmp.iterdir() if p.suffix == ".toml"]
-            src = tomls[0] if tomls else tmp / Path(files[0].name).name
+            # the file that names the others: a .toml (TorchScript) or a model.eqx (its config.yaml beside it)
+            main = [p for p in tmp.iterdir() if p.suffix in (".toml", ".eqx")]
+            src = main[0] if main else tmp / Path(files[0].name).name
         else:
             path = (st.session_state.get("imp_path") or "").strip()
             if not path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import os
 import pickle
 import re
@@ -141,10 +142,56 @@ def test_erow_devae_matches_every_space(tmp_path: Path) -> None:
             assert np.abs(model.decode(z).numpy() - ref[f"logits{s}"]).max() < TOL
 
 
+# --- the QLAE authors' JAX / equinox checkpoints (their code run in make_fixtures.py) ----------------
+@pytest.mark.parametrize("name", ["qlae_style", "qlae_image"])
+def test_qlae_matches_their_quantised_latents_codebooks_and_decoder(tmp_path: Path, name: str) -> None:
+    model, card = load_checkpoint(import_model(FIXTURES / name / "model.eqx", tmp_path / name, "dsprites"))
+    ref = np.load(FIXTURES / name / "reference.npz")
+    x, z = torch.from_numpy(ref["x"]), torch.from_numpy(ref["z"])  # x: [4, 1, 64, 64], z: [4, 4]
+    with torch.no_grad():
+        zc = model.continuous(x)
+        zq, idx = model.quantise(zc)
+        assert np.abs(zc.numpy() - ref["z_continuous"]).max() < TOL
+        assert np.array_equal(idx.numpy(), ref["z_indices"]) and np.abs(zq.numpy() - ref["z_quantized"]).max() < TOL
+        assert np.abs(model.encode(x).numpy() - ref["z_quantized"]).max() < TOL
+        assert np.abs(model.decode(z).numpy() - ref["logits"]).max() < TOL
+        assert np.abs(model.decode(model.encode(x)).numpy() - ref["x_hat_logits"]).max() < TOL
+    assert np.abs(np.asarray(card["config"]["codebooks"]) - ref["codebooks"]).max() < TOL
+    specs = model.latent_specs()
+    assert all(s.kind == "quantised" for s in specs) and model.representation == "quantised"
+    assert np.allclose(specs[0].values, ref["codebooks"][0])
+    assert card["imported"]["format"] == "qlae" and card["imported"]["config"] == "config.yaml"
+
+
+def test_qlae_bad_inputs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    data = (FIXTURES / "qlae_style" / "model.eqx").read_bytes()
+    (run / "model.eqx").write_bytes(data)
+    with pytest.raises(ModelImportError, match="config.yaml"):  # no config beside it or above
+        import_model(run / "model.eqx", tmp_path / "m", "dsprites")
+    # the other decoder's config: the leaves do not fit
+    (run / "config.yaml").write_bytes((FIXTURES / "qlae_image" / "config.yaml").read_bytes())
+    with pytest.raises(ModelImportError, match="has shape|does not fit|truncated"):
+        import_model(run / "model.eqx", tmp_path / "m", "dsprites")
+    (run / "config.yaml").write_bytes((FIXTURES / "qlae_style" / "config.yaml").read_bytes())
+    (run / "model.eqx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelImportError, match="truncated"):
+        import_model(run / "model.eqx", tmp_path / "m", "dsprites")
+    # a pickled object where an array should be: refused, nothing run
+    buf = io.BytesIO()
+    np.save(buf, np.array([_Call(os.system, f"touch {tmp_path / 'pwned'}")], dtype=object), allow_pickle=True)
+    (run / "model.eqx").write_bytes(buf.getvalue())
+    with pytest.raises(ModelImportError, match="pickled object; refused"):
+        import_model(run / "model.eqx", tmp_path / "m", "dsprites", "qlae")
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "m").exists()
+
+
 def test_detect_format() -> None:
     for name, _, _ in DISENT:
         assert detect_format(FIXTURES / f"{name}.ckpt") == "disent"
     assert detect_format(FIXTURES / "erow_deft.ckpt") == detect_format(FIXTURES / "erow_devae.ckpt") == "erow"
+    assert detect_format(FIXTURES / "qlae_style" / "model.eqx") == "qlae"
 
 
 def test_cli_import_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -463,6 +510,7 @@ def imported_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         + "]\n"
     )
     import_model(root / "q.toml", root / "ts-quantised", "dsprites")
+    import_model(FIXTURES / "qlae_style" / "model.eqx", root / "qlae-style", "dsprites")
     return root
 
 
@@ -473,7 +521,7 @@ def test_imported_models_open_on_every_page(imported_root: Path, page: str, monk
     monkeypatch.setenv("DISVIZ_CHECKPOINTS", str(imported_root))
     monkeypatch.setenv("DISVIZ_RUNS", str(imported_root / "runs"))
     monkeypatch.chdir(imported_root)
-    for name in ("disent-vae", "ts-quantised"):
+    for name in ("disent-vae", "ts-quantised", "qlae-style"):
         at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=120)
         at.session_state["ckpt"] = str((imported_root / name).resolve())
         at.run()
@@ -481,5 +529,5 @@ def test_imported_models_open_on_every_page(imported_root: Path, page: str, monk
         assert not at.error, (page, name, [e.value for e in at.error])
         if page == "explore.py":
             assert "explore_decoded_hash" in at.session_state  # decoded through the imported model
-        if page == "codebook.py" and name == "ts-quantised":
-            assert tuple(at.session_state["codebook_shape"])[:2] == (3, 5)  # 3 latents x the TOML's 5 values
+        if page == "codebook.py" and name != "disent-vae":
+            assert tuple(at.session_state["codebook_shape"])[:2] in ((3, 5), (4, 5))  # latents x codebook values

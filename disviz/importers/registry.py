@@ -21,12 +21,15 @@ from disviz.importers.base import ImportedModel, file_sha256, measure_ranges, ve
 from disviz.importers.disent import DisentModel
 from disviz.importers.erow import ErowModel
 from disviz.importers.errors import ModelImportError
+from disviz.importers.qlae import QLAEModel
 from disviz.importers.safe_pickle import is_torchscript_archive, open_torch_archive
 from disviz.importers.torchscript import TorchScriptModel
 
 __all__ = ["FORMATS", "IMPORTED_MODELS", "ImportFormat", "detect_format", "import_model"]
 
-IMPORTED_MODELS: dict[str, type[ImportedModel]] = {cls.name: cls for cls in (DisentModel, ErowModel, TorchScriptModel)}
+IMPORTED_MODELS: dict[str, type[ImportedModel]] = {
+    cls.name: cls for cls in (DisentModel, ErowModel, QLAEModel, TorchScriptModel)
+}
 #: size limit of a source file (a 64×64 model of any method here is < 100 MB)
 MAX_SOURCE_BYTES = 4 * 1024**3
 
@@ -52,6 +55,12 @@ def _convert_erow(path: Path, dataset: GroundTruthDataset) -> tuple[ImportedMode
         return erow.convert(archive, dataset.info())
 
 
+def _convert_qlae(path: Path, dataset: GroundTruthDataset) -> tuple[ImportedModel, dict[str, Any]]:
+    from disviz.importers import qlae
+
+    return qlae.convert(path, dataset.info())
+
+
 def _convert_torchscript(path: Path, dataset: GroundTruthDataset) -> tuple[ImportedModel, dict[str, Any]]:
     from disviz.importers import torchscript
 
@@ -66,6 +75,11 @@ FORMATS: dict[str, ImportFormat] = {
             "erow",
             "the DEFT / DeVAE authors' Lightning checkpoint (erow/disentanglement_lib: VAEs, DEFT, DeVAE)",
             _convert_erow,
+        ),
+        ImportFormat(
+            "qlae",
+            "the QLAE authors' JAX / equinox model.eqx (kylehkhsu/latent_quantization) with its run's config.yaml",
+            _convert_qlae,
         ),
         ImportFormat(
             "torchscript",
@@ -86,6 +100,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             magic = f.read(4)
     except OSError as exc:
         raise ModelImportError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if magic == b"\x93NUM":  # a sequence of .npy records: equinox's tree_serialise_leaves
+        return "qlae"
     if magic[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as zf:
@@ -107,7 +123,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             keys = sorted(map(str, archive.obj))[:8] if isinstance(archive.obj, dict) else type(archive.obj).__name__
         raise ModelImportError(f"{path}: a torch checkpoint of no known format (top-level keys {keys}); pass --format")
     raise ModelImportError(
-        f"{path}: unknown file type; known formats: {', '.join(FORMATS)} (a disent .ckpt, or a .toml for TorchScript)"
+        f"{path}: unknown file type; known formats: {', '.join(FORMATS)} (a Lightning .ckpt, a QLAE model.eqx, "
+        "or a .toml for TorchScript)"
     )
 
 
