@@ -17,8 +17,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
+# One torch thread per decode: a class's sessions decode in parallel (one thread each), and a
+# 64×64 decode gains nothing from more; server options live in .streamlit/config.toml.
 run: setup
-	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m streamlit run app.py --server.port $(PORT)
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
 chromium:
