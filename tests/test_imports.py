@@ -531,3 +531,17 @@ def test_imported_models_open_on_every_page(imported_root: Path, page: str, monk
             assert "explore_decoded_hash" in at.session_state  # decoded through the imported model
         if page == "codebook.py" and name != "disent-vae":
             assert tuple(at.session_state["codebook_shape"])[:2] in ((3, 5), (4, 5))  # latents x codebook values
+
+
+def test_hostile_pickle_cannot_modify_the_shared_helpers(tmp_path: Path) -> None:
+    """BUILD on an allowed name (here torch.FloatStorage) must not change it for the next load."""
+    payload = (
+        b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeK\x01sb."  # FloatStorage.__setstate__({'dtype': 1})
+    )
+    src = tmp_path / "evil.ckpt"
+    _torch_zip(src, payload)
+    with pytest.raises(UnsafeCheckpointError, match="refused"):
+        open_torch_archive(src)
+    model, _ = load_checkpoint(import_model(FIXTURES / "disent_ae_linear.ckpt", tmp_path / "m", "dsprites"))
+    ref = np.load(FIXTURES / "disent_ae_linear.npz")
+    assert np.abs(model.encode(torch.from_numpy(ref["x"])).detach().numpy() - ref["representation"]).max() < TOL

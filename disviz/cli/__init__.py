@@ -1,7 +1,7 @@
 """Command line: ``python -m disviz <command>``.
 
 This module only parses arguments. Each command's handler lives in this package, one module per
-command group (``data``, ``train``, ``evaluate``, ``anneal``, ``sweep``, ``app_bench``), and calls the
+command group (``data``, ``train``, ``evaluate``, ``anneal``, ``sweep``, ``import_cmd``, ``app_bench``), and calls the
 library, which knows nothing of argparse or terminals. Handlers are named by ``module:function``
 strings and imported lazily, so ``--help`` stays fast and torch is only imported by the commands
 that need it. Handlers take the argparse namespace and return an exit code. User errors are

@@ -27,6 +27,7 @@ import io
 import math
 import os
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ __all__ = [
     "stub_name",
 ]
 
-MAX_PICKLE_BYTES = 256 * 1024 * 1024  # data.pkl of a real checkpoint is kilobytes to a few MB
+MAX_PICKLE_BYTES = 64 * 1024 * 1024  # data.pkl of a real checkpoint is kilobytes to a few MB
 
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
     "FloatStorage": torch.float32,
@@ -136,9 +137,36 @@ def stub_name(obj: Any) -> str:
 
 
 # --- lazy tensors ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _StorageType:
-    dtype: torch.dtype
+class _Sealed:
+    """What ``find_class`` hands out for allowed names: one shared object per name, so a pickle's BUILD
+    opcode (which sets attributes or calls ``__setstate__`` on any object it holds) must not change it
+    for later loads; no ``__dict__``, and ``__setstate__`` refuses."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError("the checkpoint tries to modify a tensor-rebuild helper; refused")
+
+
+class _StorageType(_Sealed):
+    """torch.<X>Storage named in the pickle: only its dtype matters."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: torch.dtype):
+        object.__setattr__(self, "dtype", dtype)
+
+
+class _Call(_Sealed):
+    """An allowed callable (our own inert builders, plain containers)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Any):
+        object.__setattr__(self, "fn", fn)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
 
 
 @dataclass(frozen=True)
@@ -186,7 +214,8 @@ def _rebuild_parameter(data: Any, *_: Any) -> Any:
 
 
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
-    if func not in (_rebuild_tensor, _rebuild_parameter) or not isinstance(args, tuple):
+    builders = [v for (m, _), v in _ALLOWED.items() if m == "torch._utils"]
+    if not any(func is b for b in builders) or not isinstance(args, tuple):
         raise UnsafeCheckpointError("the checkpoint asks to rebuild a tensor through an unexpected function")
     return func(*args)
 
@@ -216,16 +245,16 @@ def _make_stub(module: str, name: str) -> type[Stub]:
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("copyreg", "_reconstructor"): _reconstructor,
-    ("torch", "Size"): tuple,
-    **{("builtins", k): v for k, v in _SAFE_BUILTINS.items()},
-    ("builtins", "getattr"): _safe_getattr,
+    ("torch._utils", "_rebuild_tensor_v2"): _Call(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor"): _Call(_rebuild_tensor),
+    ("torch._utils", "_rebuild_parameter"): _Call(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _Call(_rebuild_parameter),
+    ("torch._tensor", "_rebuild_from_type_v2"): _Call(_rebuild_from_type_v2),
+    ("collections", "OrderedDict"): _Call(collections.OrderedDict),
+    ("copyreg", "_reconstructor"): _Call(_reconstructor),
+    ("torch", "Size"): _Call(tuple),
+    **{("builtins", k): _Call(v) for k, v in _SAFE_BUILTINS.items()},
+    ("builtins", "getattr"): _Call(_safe_getattr),
     **{("torch", k): _StorageType(v) for k, v in _STORAGE_DTYPES.items()},
     **{("torch.storage", k): _StorageType(v) for k, v in _STORAGE_DTYPES.items()},
 }
@@ -259,8 +288,8 @@ class SafeUnpickler(pickle.Unpickler):
             if top in ("torch", "numpy") and _is_library_class(module, name):
                 return _make_stub(module, name)  # torch.nn layers pickled inside a model object
             raise UnsafeCheckpointError(
-                f"the file asks to call {module}.{name} while loading; refused: a checkpoint holding it can run "
-                "code, so it is not read (no code from the file was run)"
+                f"the file asks to call {module}.{name} while loading; refused: only tensors and plain data are "
+                "read from a checkpoint (no code from the file was run)"
             )
         return _make_stub(module, name)
 
@@ -280,15 +309,10 @@ class SafeUnpickler(pickle.Unpickler):
 
 def _is_library_class(module: str, name: str) -> bool:
     """True when torch / numpy's own ``module.name`` is a class (it then becomes a stand-in);
-    functions from them are refused. Importing torch / numpy submodules runs their code, not the file's."""
-    import importlib
-
-    if not all(part.isidentifier() for part in module.split(".")) or not name.isidentifier():
-        return False
-    try:
-        obj: Any = importlib.import_module(module)
-    except Exception:
-        return False
+    functions from them are refused."""
+    obj: Any = sys.modules.get(module)  # only modules already imported: a file never makes us import one
+    if obj is None:
+        return name[:1].isupper()  # an unloaded torch module's class (by convention) stays an inert stand-in
     for part in name.split("."):
         obj = getattr(obj, part, None)
     return isinstance(obj, type)

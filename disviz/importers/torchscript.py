@@ -41,7 +41,7 @@ from disviz.models.base import ConfigError
 __all__ = ["TorchScriptConfig", "TorchScriptModel", "convert", "read_spec"]
 
 _PROBS_EPS = 1e-4  # clamp before logit() for decoders that output probabilities
-MAX_PROGRAM_BYTES = 1024**3
+MAX_PROGRAM_BYTES = 200 * 1024**2  # load_checkpoint counts the stored bytes against its parameter limit
 MAX_SPEC_BYTES = 64 * 1024
 _SPEC_KEYS = {"encoder", "decoder", "module", "dataset", "latents", "output", "name"}
 _LATENT_KEYS = {"kind", "kinds", "ranges", "codebooks"}
@@ -177,7 +177,9 @@ def convert(path: Path, info: DatasetInfo) -> tuple[TorchScriptModel, dict[str, 
     for f in files:
         size = f.stat().st_size
         if size > MAX_PROGRAM_BYTES:
-            raise ModelImportError(f"{f} is {size / 1e9:.1f} GB, above the {MAX_PROGRAM_BYTES / 1e9:.0f} GB limit")
+            raise ModelImportError(
+                f"{f} is {size / 1e6:.0f} MB, above the {MAX_PROGRAM_BYTES / 1e6:.0f} MB limit for one module"
+            )
         programs.append(torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8))  # [n]
     latents = spec.get("latents", {})
     # one probe encode finds D before the config (which needs D) is final
