@@ -86,15 +86,17 @@ class ImportedModel(DisentangledModel):
             specs.append(LatentSpec(j, kind, a, b + 1e-6 * (a == b), values=values))
         return specs
 
-    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        raise TrainingError(
+    def _not_trainable(self) -> TrainingError:
+        return TrainingError(
             f"{self.name} models are imported from another library and cannot be trained in disviz; "
             "train a disviz model of the same method instead"
         )
 
+    def loss(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        raise self._not_trainable()
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        self.loss(torch.empty(0), 0)  # raises: imported models are for viewing and evaluation
-        return []
+        raise self._not_trainable()  # imported models are for viewing and evaluation
 
 
 def load_mapped_weights(model: ImportedModel, archive: TorchArchive, theirs: dict[str, Any], network: str) -> None:
