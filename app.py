@@ -11,9 +11,11 @@ from pathlib import Path
 import streamlit as st
 
 from pages._registry import PAGES, PageEntry
-from pages._shared import app_icon, sidebar
+from pages._shared import sidebar
 
-st.set_page_config(page_title="disviz", page_icon=app_icon(), layout="wide")
+# An emoji tab icon: a material-icon favicon is fetched from fonts.gstatic.com (offline, it fails), and
+# an image one is a media file the browser fetches again after every rerun (one HTTP request per slider step).
+st.set_page_config(page_title="disviz", page_icon="🧭", layout="wide")
 
 HERE = Path(__file__).resolve().parent
 

@@ -32,17 +32,6 @@ CKPT_KEY = "ckpt"  # session_state: the selected checkpoint path (str)
 SWEEP_OPENED = "sweep_opened"  # session_state: sweep trials opened from the Sweeps page (listed in the picker)
 
 
-def app_icon() -> Any:
-    """The tab icon (a PIL image), drawn here: a material-icon favicon is fetched from fonts.gstatic.com."""
-    from PIL import Image
-
-    icon = np.full((32, 32, 3), 255, np.uint8)
-    for r in range(3):  # a 3 × 3 traversal grid whose middle column is highlighted
-        for c in range(3):
-            icon[2 + 10 * r : 10 + 10 * r, 2 + 10 * c : 10 + 10 * c] = (31, 119, 180) if c == 1 else (160, 160, 160)
-    return Image.fromarray(icon)
-
-
 @st.cache_resource(show_spinner=False)
 def device_name() -> tuple[str, str]:
     from disviz.device import describe, pick_device

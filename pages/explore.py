@@ -16,7 +16,7 @@ import streamlit as st
 from disviz import explore as ex
 from disviz.figures import compose_grid, label_rows
 from disviz.serving.counters import count
-from disviz.serving.deeplink import check_factors, format_z, parse_explore_link
+from disviz.serving.deeplink import check_factors, parse_explore_link
 from disviz.serving.images import data_uri
 from pages._shared import (
     download_bytes,
@@ -86,11 +86,11 @@ if not st.session_state.get("explore_link_read"):
         st.session_state["explore_anchor_mode"] = link.anchor
     if link.mode and not quantised:
         st.session_state["explore_mode"] = link.mode
-    if link.z is not None:
-        if len(link.z) == len(specs):
-            st.session_state["explore_link_z"] = link.z
-        else:
-            problems.append(f"the link gives {len(link.z)} slider values; this model has {len(specs)} latents")
+    outside = sorted(j for j in link.sliders if j >= len(specs))
+    if outside:
+        problems.append(f"the link sets z{outside[0]}; this model has latents z0…z{len(specs) - 1}")
+    if link.sliders:
+        st.session_state["explore_link_sliders"] = {j: v for j, v in link.sliders.items() if j < len(specs)}
     if problems:
         st.session_state["explore_link_problems"] = problems
 if st.session_state.get("explore_link_problems"):
@@ -237,12 +237,11 @@ def reset_sliders() -> None:
 if st.session_state.get("explore_anchor_id") != anchor_id:
     st.session_state["explore_anchor_id"] = anchor_id
     reset_sliders()
-    linked = st.session_state.pop("explore_link_z", None)  # a deep link's slider values, once
-    if linked is not None:
-        for j, value in enumerate(linked):
-            st.session_state[f"z{j}"] = _snap(j, value)
+    linked = st.session_state.pop("explore_link_sliders", None)  # a deep link's slider values, once
+    for j, value in (linked or {}).items():
+        st.session_state[f"z{j}"] = _snap(j, value)
 
-# the URL names this view (the slider values are added by the fragment below)
+# the URL names this view (the sliders add their own values, z0=…, through their binding)
 url_view = {"anchor": anchor_mode}
 if source == "random":
     url_view["seed"] = str(int(st.session_state["explore_seed"]))
@@ -272,13 +271,16 @@ def latent_panel() -> None:
             label = ("⭐ " if focus is not None and int(focus) == j else "") + labels[j]
             with cols[j % 2]:
                 if sp.values:
-                    z[j] = st.select_slider(label, options=sp.values, key=f"z{j}", format_func=lambda v: f"{v:.2f}")
-                else:
-                    z[j] = st.slider(label, sp.low, sp.high, step=sp.step, key=f"z{j}", format="%.2f")
+                    z[j] = st.select_slider(
+                        label, options=sp.values, key=f"z{j}", format_func=lambda v: f"{v:.2f}", bind="query-params"
+                    )
+                else:  # bound to the URL (z<j>=…): the browser updates the address bar itself on a move
+                    z[j] = st.slider(
+                        label, sp.low, sp.high, step=sp.step, key=f"z{j}", format="%.2f", bind="query-params"
+                    )
     img = ex.decode(model, z[None])[0]
     st.session_state["explore_z"] = z.tolist()
     st.session_state["explore_decoded_hash"] = image_hash(img)
-    st.query_params["z"] = format_z(z)
     with right:
         show_image(img, alt=DECODED_ALT, caption=DECODED_ALT, width=320)
 

@@ -376,7 +376,7 @@ def test_a_deep_link_opens_the_named_checkpoint_base_and_slider_values(env):
     linked = [round(0.5 - 0.25 * j, 2) for j in range(n)]
     at = _app()
     at.query_params.update(
-        {"ckpt": str((env / "tiny-betavae").resolve()), "seed": "5", "z": ",".join(map(str, linked))}
+        {"ckpt": str((env / "tiny-betavae").resolve()), "seed": "5", **{f"z{j}": str(v) for j, v in enumerate(linked)}}
     )
     at.run()
     _ok(at)
@@ -388,10 +388,12 @@ def test_a_deep_link_opens_the_named_checkpoint_base_and_slider_values(env):
 
 def test_a_bad_or_stale_link_gets_a_message_not_a_traceback(env):
     at = _app()
-    at.query_params.update({"ckpt": "checkpoints/gone/forever", "seed": "-3", "z": "1,2,nope", "mode": "sideways"})
+    at.query_params.update(
+        {"ckpt": "checkpoints/gone/forever", "seed": "-3", "z1": "nope", "z99": "1", "mode": "sideways"}
+    )
     at.run()
     _ok(at)
     said = " ".join(w.value for w in at.warning) + " ".join(w.value for w in at.sidebar.warning)
     assert "checkpoints/gone/forever" in said and "does not have" in said
-    assert "seed -3" in said and "z '1,2,nope'" in said and "sideways" in said
+    assert "seed -3" in said and "z1 'nope'" in said and "sets z99" in said and "sideways" in said
     assert at.title[0].value == "Explore the latent space"  # the rest of the view opened

@@ -378,7 +378,7 @@ def test_a_deep_link_reopens_the_view_after_a_reload(page, server):
     page.keyboard.press("PageUp")
     thumb.blur()
     wait_for_app(page)
-    page.wait_for_url(lambda url: "z=" in url and "ckpt=" in url and "seed=" in url, timeout=30_000)
+    page.wait_for_url(lambda url: re.search(r"[?&]z\d+=", url) and "ckpt=" in url and "seed=" in url, timeout=30_000)
     value = thumb.input_value()
     src = _decoded_src(page)
     page.reload()

@@ -124,6 +124,11 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
             f"server CPU:             {1000 * cpu['per_page_load']:.0f} ms per page load, "
             f"{1000 * cpu['per_slider_move']:.1f} ms per slider move, {cpu['per_student']:.2f} s per student"
         )
+        b = res.browser_cpu_s
+        print(
+            f"browsers' CPU:          {1000 * b['per_page_load']:.0f} ms per page load, "
+            f"{1000 * b['per_slider_move']:.0f} ms per slider move (every Chromium process on this machine)"
+        )
         print(
             f"server RSS (MB):        {res.server_rss_mb['before']:.0f} before, {res.server_rss_mb['after_moves']:.0f} after"
         )

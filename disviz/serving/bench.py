@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from disviz.serving.server import CHROMIUM, CHROMIUM_ARGS, cpu_seconds, rss_mb
+from disviz.serving.server import CHROMIUM, CHROMIUM_ARGS, browser_cpu_seconds, cpu_seconds, rss_mb
 
 DECODED_ALT = "decoded from the sliders"  # the Explore page's decoded image (alt text or st.image caption)
 
@@ -80,6 +80,7 @@ class BenchResult:
     move_ms: dict[str, float]
     errors: dict[str, int]
     server_cpu_s: dict[str, float]
+    browser_cpu_s: dict[str, float]
     server_rss_mb: dict[str, float]
     soak: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -211,9 +212,9 @@ async def _run(
                 raise RuntimeError(f"the page at {url} did not load: {warm.result.notes}")
             log(f"warm-up: page load {warm.result.load_s:.2f} s")
             runs = [_Session(browser, url, slider_key, timeout_s) for _ in range(sessions)]
-            rss0, cpu0 = rss(), cpu()
+            rss0, cpu0, bcpu0 = rss(), cpu(), browser_cpu_seconds()
             await asyncio.gather(*(s.open() for s in runs))
-            cpu1 = cpu()
+            cpu1, bcpu1 = cpu(), browser_cpu_seconds()
             log(f"{sessions} page loads: server CPU {cpu1 - cpu0:.2f} s")
 
             async def student(s: _Session) -> None:
@@ -222,7 +223,7 @@ async def _run(
                     await asyncio.sleep(think_s)
 
             await asyncio.gather(*(student(s) for s in runs))
-            cpu2 = cpu()
+            cpu2, bcpu2 = cpu(), browser_cpu_seconds()
             rss_peak = rss()
             soak = None
             if soak_min > 0:
@@ -251,6 +252,10 @@ async def _run(
             "per_slider_move": (cpu2 - cpu1) / max(1, n_moves),
             "per_student": (cpu2 - cpu0) / max(1, sessions),
             "total": cpu2 - cpu0,
+        },
+        browser_cpu_s={
+            "per_page_load": (bcpu1 - bcpu0) / max(1, len(loaded)),
+            "per_slider_move": (bcpu2 - bcpu1) / max(1, n_moves),
         },
         server_rss_mb={"before": rss0, "after_moves": rss_peak},
         soak=soak,

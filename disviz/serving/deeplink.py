@@ -23,7 +23,7 @@ class ExploreLink:
 
     seed: int | None = None
     factors: list[int] | None = None
-    z: list[float] | None = None
+    sliders: dict[int, float] = field(default_factory=dict)  # latent index -> slider value (z0=…&z3=…)
     anchor: str | None = None
     mode: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -48,7 +48,11 @@ def _int_list(text: str, what: str, problems: list[str]) -> list[int] | None:
 
 
 def parse_explore_link(params: Mapping[str, str | Sequence[str]], modes: Sequence[str]) -> ExploreLink:
-    """Read ``seed``, ``factors``, ``z``, ``anchor`` and ``mode`` from query parameters."""
+    """Read ``seed``, ``factors``, ``z0``, ``z1``, …, ``anchor`` and ``mode`` from query parameters.
+
+    The slider values are the sliders' own URL parameters (the page binds each slider to ``z<j>``,
+    so the browser updates the address bar on a move without a server round trip).
+    """
     link = ExploreLink()
     problems = link.problems
     seed = _first(params, "seed")
@@ -65,21 +69,22 @@ def parse_explore_link(params: Mapping[str, str | Sequence[str]], modes: Sequenc
     factors = _first(params, "factors")
     if factors is not None:
         link.factors = _int_list(factors, "factors", problems)
-    z = _first(params, "z")
-    if z is not None:
-        parts = z.split(",")
-        if len(parts) > MAX_LATENTS:
-            problems.append(f"z lists {len(parts)} values; a model has at most {MAX_LATENTS} latents")
+    for key in params:
+        if not (key.startswith("z") and key[1:].isdigit()):
+            continue
+        j, text = int(key[1:]), _first(params, key) or ""
+        if j >= MAX_LATENTS:
+            problems.append(f"{key}: a model has at most {MAX_LATENTS} latents")
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            problems.append(f"{key} '{text[:40]}' is not a number")
+            continue
+        if math.isfinite(value):
+            link.sliders[j] = value
         else:
-            try:
-                values = [float(v) for v in parts]
-            except ValueError:
-                problems.append(f"z '{z[:40]}' is not a comma-separated list of numbers")
-            else:
-                if all(math.isfinite(v) for v in values):
-                    link.z = values
-                else:
-                    problems.append("z holds a value that is not a finite number")
+            problems.append(f"{key} is not a finite number")
     anchor = _first(params, "anchor")
     if anchor is not None:
         if anchor in ANCHORS:
@@ -103,8 +108,3 @@ def check_factors(factors: Sequence[int], sizes: Sequence[int], names: Sequence[
         if not 0 <= value < size:
             return f"factor {name} = {value} is outside 0…{size - 1}"
     return None
-
-
-def format_z(z: Sequence[float]) -> str:
-    """Slider values for a URL: short, and exact for the sliders' 0.01-or-coarser steps."""
-    return ",".join(f"{float(v):.4g}" for v in z)

@@ -126,3 +126,21 @@ def listening_pid(port: int) -> int | None:
                     if os.readlink(fd) in inodes:
                         return int(proc.name)
     return None
+
+
+def browser_cpu_seconds() -> float:
+    """User + system CPU time of every Chromium process on this machine (the benchmark's own browsers).
+
+    Why: on one machine the browsers and the server share the cores; a move's latency under load is
+    set by both, so the benchmark reports the browsers' CPU per move beside the server's.
+    """
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = (proc / "stat").read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            if comm.startswith(("chromium", "chrome", "headless")):
+                total += cpu_seconds(int(proc.name))
+    return total
