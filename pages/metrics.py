@@ -100,7 +100,14 @@ if report is not None:
                 if label.startswith("z") and label[1:].isdigit():
                     st.session_state["explore_focus"] = int(label[1:])
                     st.switch_page("pages/explore.py")
-            st.caption("Click a cell to open that latent's traversal.")
+            bins = (report.get("settings") or {}).get("mig_bins", "?")
+            n_used = f"{report['n']:,}" if isinstance(report.get("n"), int) else "?"
+            st.caption(
+                f"Click a cell to open that latent's traversal. Estimator: the one MIG uses, on this report's "
+                f"{n_used} samples — {bins} equal-width bins per latent, plug-in I(z; v) / H(v). "
+                "Explore's row labels use 256 samples and subtract a shuffled-factor baseline (bias correction), "
+                "so the same cell can read differently there."
+            )
         else:
             st.info("The report has no NMI matrix.")
     with tab2:
