@@ -289,6 +289,26 @@ latent_panel()
 
 
 # --- traversal grid (cached for every session; the page only sends it) ---------------------------
+def _tiles(
+    anchor_t: tuple[float, ...], order_t: tuple[int, ...], mode: str, steps: int, row_kind: str, model, stats
+) -> np.ndarray:
+    """Decoded tiles [R, S, 64, 64, C] of the grid and the GIF (the same rows and columns in both).
+
+    row_kind 'latent': rows vary latents around the anchor (its own value in the centre column);
+    'code': rows vary a generator's code dimensions over the prior's own range (no data statistics).
+    """
+    model_specs = model.latent_specs()
+    if row_kind == "code":
+        vals = [ex.traversal_values(model_specs[j], "minmax_interval", None, steps) for j in order_t]
+    else:
+        walk = mode if mode != "codebook" else "std_gaussian"
+        vals = [ex.traversal_values(model_specs[j], walk, stats.codes, steps) for j in order_t]
+        if mode != "codebook":  # the centre column is the anchor itself
+            for r, j in enumerate(order_t):
+                vals[r][len(vals[r]) // 2] = anchor_t[j]
+    return ex.traversal_tiles(model, np.asarray(anchor_t), list(order_t), vals)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def traversal_grid(
     key: str,
@@ -303,23 +323,16 @@ def traversal_grid(
 ) -> str:
     """The labelled traversal grid as a PNG data URI (one string per view, shared across sessions).
 
-    row_kind 'latent': rows vary latents around the anchor (its own value in the centre column),
-    labelled with the factor each latent mostly encodes; 'code': rows vary a generator's code
-    dimensions over the prior's own range (no data statistics), labelled c0, c1, …
+    Rows of kind 'latent' are labelled with the factor each latent mostly encodes; 'code' rows
+    (a generator's own traversal) c0, c1, … with the prior's range.
     """
     count("traversal_grid_builds")
     model_specs = _model.latent_specs()
     if row_kind == "code":
-        vals = [ex.traversal_values(model_specs[j], "minmax_interval", None, steps) for j in order_t]
         row_names = [f"c{j} · prior [{model_specs[j].low:g}, {model_specs[j].high:g}]" for j in order_t]
     else:
-        walk = mode if mode != "codebook" else "std_gaussian"
-        vals = [ex.traversal_values(model_specs[j], walk, _stats.codes, steps) for j in order_t]
-        if mode != "codebook":  # the centre column is the anchor itself
-            for r, j in enumerate(order_t):
-                vals[r][len(vals[r]) // 2] = anchor_t[j]
         row_names = ex.row_labels(_stats, order_t)
-    tiles = ex.traversal_tiles(_model, np.asarray(anchor_t), list(order_t), vals)
+    tiles = _tiles(anchor_t, order_t, mode, steps, row_kind, _model, _stats)
     grid = compose_grid(tiles, gutter=2, scale=scale)
     return data_uri(label_rows(grid, row_names, 64 * scale, 2, width=230))
 
@@ -335,11 +348,7 @@ def traversal_gif(
     _model: object,
     _stats: ex.LatentStats,
 ) -> bytes:
-    model_specs = _model.latent_specs()
-    walk = mode if mode != "codebook" else "std_gaussian"
-    vals = [ex.traversal_values(model_specs[j], walk, _stats.codes, steps) for j in order_t]
-    tiles = ex.traversal_tiles(_model, np.asarray(anchor_t), list(order_t), vals)
-    return ex.traversal_gif(tiles, fps=fps, scale=1)
+    return ex.traversal_gif(_tiles(anchor_t, order_t, mode, steps, "latent", _model, _stats), fps=fps, scale=1)
 
 
 st.subheader("Traversal grid")

@@ -85,19 +85,19 @@ def parse_explore_link(params: Mapping[str, str | Sequence[str]], modes: Sequenc
             link.sliders[j] = value
         else:
             problems.append(f"{key} is not a finite number")
-    anchor = _first(params, "anchor")
-    if anchor is not None:
-        if anchor in ANCHORS:
-            link.anchor = anchor
-        else:
-            problems.append(f"anchor '{anchor[:40]}' is not one of {', '.join(ANCHORS)}")
-    mode = _first(params, "mode")
-    if mode is not None:
-        if mode in modes:
-            link.mode = mode
-        else:
-            problems.append(f"range mode '{mode[:40]}' is not one of {', '.join(modes)}")
+    link.anchor = _choice(params, "anchor", ANCHORS, "anchor", problems)
+    link.mode = _choice(params, "mode", modes, "range mode", problems)
     return link
+
+
+def _choice(
+    params: Mapping[str, str | Sequence[str]], key: str, allowed: Sequence[str], what: str, problems: list[str]
+) -> str | None:
+    value = _first(params, key)
+    if value is None or value in allowed:
+        return value
+    problems.append(f"{what} '{value[:40]}' is not one of {', '.join(allowed)}")
+    return None
 
 
 def check_factors(factors: Sequence[int], sizes: Sequence[int], names: Sequence[str]) -> str | None:
