@@ -45,7 +45,7 @@ from disviz.latents import (
     row_labels,
     sort_latents,
 )
-from disviz.reports import SCORES, find_matrix, info_of, report_settings, score_table, stage_starts
+from disviz.reports import SCORES, find_matrix, report_settings, score_table, stage_starts
 from disviz.traversal import (
     RANGE_MODES,
     SliderSpec,
@@ -84,7 +84,6 @@ __all__ = [
     "display_path",
     "encode",
     "find_matrix",
-    "info_of",
     "interpolate",
     "latent_stats",
     "list_entries",

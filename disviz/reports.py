@@ -11,14 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.data.base import DatasetInfo
-
-__all__ = ["SCORES", "find_matrix", "info_of", "report_settings", "score_table", "stage_starts"]
-
-
-def info_of(card: dict[str, Any]) -> DatasetInfo:
-    """The DatasetInfo stored in a card."""
-    return DatasetInfo.from_dict(card["dataset"])
+__all__ = ["SCORES", "find_matrix", "report_settings", "score_table", "stage_starts"]
 
 
 def _walk(obj: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:

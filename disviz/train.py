@@ -56,7 +56,7 @@ __all__ = [
     "train",
 ]
 
-EVENT_KINDS = ("start", "step", "eval", "checkpoint", "done", "stopped", "error")
+EVENT_KINDS = ("start", "step", "eval", "checkpoint", "warning", "done", "stopped", "error")
 
 
 @dataclass

@@ -33,7 +33,6 @@ SMALLNORB_FILES = {
     split: {kind: f"smallnorb-{code}-{split}-{kind}.mat" for kind in ("dat", "cat", "info")}
     for split, code in (("training", "5x46789x9x18x6x2x96x96"), ("testing", "5x01235x9x18x6x2x96x96"))
 }
-MPI3D_FILE = "mpi3d_toy.npz"  # any mpi3d_*.npz is accepted
 EXPECTED = {
     "dsprites": DSPRITES_FILE,
     "shapes3d": SHAPES3D_FILE,

@@ -73,7 +73,6 @@ def score_latents(
     details: dict[str, Any] = {}
     timings: dict[str, float] = {}
     both_z, both_c = np.concatenate([z, z_test]), np.concatenate([classes, classes_test])
-    n_tr = z.shape[0]
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("infomec", lambda: infomec(z, classes, discrete=discrete, seed=seed)),
         (
@@ -92,7 +91,6 @@ def score_latents(
         ("sap", lambda: sap(both_z, both_c, test_fraction=z_test.shape[0] / both_z.shape[0], seed=seed)),
         ("nmi_diffusion", lambda: nmi_diffusion(z, classes, factor_sizes)),
     ]
-    del n_tr
     for i, (name, fn) in enumerate(steps):
         if progress:
             progress(span[0] + (span[1] - span[0]) * i / len(steps), f"computing {name}")
