@@ -225,6 +225,8 @@ async def _run(
             await asyncio.gather(*(student(s) for s in runs))
             cpu2, bcpu2 = cpu(), browser_cpu_seconds()
             rss_peak = rss()
+            timed_ms = [m for s in runs for m in s.result.moves_ms]  # the timed moves (a soak's come after)
+            n_moves = len(timed_ms)
             soak = None
             if soak_min > 0:
                 soak = await _soak(runs, soak_min, think_s, rss, log)
@@ -232,7 +234,6 @@ async def _run(
             await asyncio.gather(*(s.close() for s in runs))
         finally:
             await browser.close()
-    n_moves = sum(len(s.result.moves_ms) for s in runs)
     loaded = [s.result.load_s for s in runs if s.result.load_s is not None]
     errors = {
         "exceptions": sum(s.result.exceptions for s in runs),
@@ -245,7 +246,7 @@ async def _run(
         sessions=sessions,
         moves=moves,
         load_s=summary(loaded),
-        move_ms=summary([m for s in runs for m in s.result.moves_ms]),
+        move_ms=summary(timed_ms),
         errors=errors,
         server_cpu_s={
             "per_page_load": (cpu1 - cpu0) / max(1, len(loaded)),
