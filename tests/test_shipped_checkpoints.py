@@ -297,3 +297,26 @@ def test_budget_multiple_is_images_seen_over_the_first_checkpoints():
     assert rt.budget_multiple("seeds/dsprites/devae-seed1", seed) == 45
     assert rt.budget_multiple("dsprites/new", {**card, "model": "new"}) is None
     assert set(rt.FIRST_IMAGES) == set(SHIPPED)
+
+
+def test_the_beta_sweep_is_shipped_as_its_results_table_says():
+    """Issue 29: the β-VAE sweep lesson 2 reads. Every finished trial is a loadable fp16 checkpoint at the spec's
+    10,000 steps with no optimiser state, its scores are the table's; an unfinished trial ships no folder."""
+    from disviz.sweeps import load_results, load_spec
+
+    folder = ROOT / "sweeps" / "dsprites_betavae_beta"
+    spec = load_spec(folder / "spec.toml")
+    assert spec.models == ["betavae"] and len(spec.seeds) >= 2 and spec.steps >= 10_000
+    assert sorted(spec.grid["betavae"]["beta"]) == [1.0, 2.0, 4.0, 6.0, 8.0, 16.0]
+    rows = load_results(folder)["trials"]
+    done = [r for r in rows if r["status"] == "done"]
+    assert len(done) >= 4 and {r["model"] for r in rows} == {"betavae"}
+    for r in rows:
+        trial = folder / r["trial"]
+        if r["status"] != "done":
+            assert not trial.exists(), f"{trial} is unfinished but shipped"
+            continue
+        card = read_card(trial)
+        assert card["steps"] == spec.steps and card["config"]["beta"] == r["hparams"]["beta"]
+        assert card["storage_dtype"] == "float16" and not (trial / "optimizer.safetensors").exists()
+        assert card["metrics"]["scores"]["mig"] == pytest.approx(r["scores"]["mig"])
