@@ -24,6 +24,7 @@ __all__ = [
     "encode",
     "latent_stats",
     "normalised_mi",
+    "quality_of",
     "reconstruction_quality",
     "row_labels",
     "sort_latents",
@@ -64,8 +65,13 @@ def reconstruction_quality(model: Any, images: np.ndarray) -> tuple[np.ndarray, 
     reconstructs well": plain MSE would prefer the smallest sprites (little foreground to get
     wrong); dividing by the image's own variance asks how much of *its* content came back.
     """
+    return quality_of(images, decode(model, encode(model, images)))
+
+
+def quality_of(images: np.ndarray, reconstructions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``reconstruction_quality`` from reconstructions already decoded (uint8, same shape as ``images``)."""
     x = images.astype(np.float64) / 255.0  # x: [N, 64, 64, C]
-    xr = decode(model, encode(model, images)).astype(np.float64) / 255.0
+    xr = reconstructions.astype(np.float64) / 255.0
     sq = ((x - xr) ** 2).reshape(len(x), -1)
     var = ((x - x.reshape(len(x), -1).mean(axis=1)[:, None, None, None]) ** 2).reshape(len(x), -1)
     unexplained = sq.sum(axis=1) / np.maximum(var.sum(axis=1), 1e-12)

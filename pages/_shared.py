@@ -24,7 +24,6 @@ import streamlit as st  # noqa: E402
 
 from disviz import explore  # noqa: E402
 from disviz.errors import UserError  # noqa: E402
-from disviz.figures import png_bytes  # noqa: E402
 from disviz.serving.images import data_uri, img_html  # noqa: E402
 from pages._import_panel import import_panel  # noqa: E402
 
@@ -94,13 +93,6 @@ def show_uri(uri: str, alt: str, caption: str | None = None, width: int | None =
 def png_of(uri: str) -> bytes:
     """The PNG bytes inside a data URI (a cached grid's download costs no new encoding)."""
     return base64.b64decode(uri.split(",", 1)[1])
-
-
-def download_png(label: str, make: Callable[[], np.ndarray], file_name: str, key: str) -> None:
-    """A PNG download whose bytes are made only when the button is pressed (not on every rerun)."""
-    st.download_button(
-        label, data=lambda: png_bytes(make()), file_name=file_name, mime="image/png", key=key, on_click="ignore"
-    )
 
 
 def download_bytes(label: str, make: Callable[[], bytes], file_name: str, mime: str, key: str) -> None:

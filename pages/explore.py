@@ -175,7 +175,7 @@ with c2:
     )
     encoded = ex.encode(model, base[None])  # encoded: [1, D]
     recon = ex.decode(model, encoded)[0]
-    unexplained, psnr = ex.reconstruction_quality(model, base[None])
+    unexplained, psnr = ex.quality_of(base[None], recon[None])  # the reconstruction above, not a second decode
     show_image(
         compose_grid(np.stack([base, recon])[None], gutter=2, scale=2),
         alt="base image and its reconstruction",
