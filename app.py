@@ -1,7 +1,7 @@
 """disviz app: the router and the shared sidebar. Run with `make run` (streamlit run app.py).
 
 Pages are registered explicitly with st.navigation (pages/ auto-discovery is then off); each page
-is thin and calls disviz.explore / disviz.figures.
+is thin and calls disviz.app.explore / disviz.app.figures.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from disviz.checkpoints import load_checkpoint, save_checkpoint
-from disviz.errors import CheckpointError
+from disviz.core.errors import CheckpointError
+from disviz.engine.checkpoints import load_checkpoint, save_checkpoint
 
 
 def ship(path: Path, dtype: str, campaign: str | None = None) -> int:

@@ -25,7 +25,7 @@ from browser_util import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_for_app
 
 
 def train_demo(root: Path, steps: int) -> None:
-    from disviz.train import TrainConfig, train
+    from disviz.engine.train import TrainConfig, train
 
     for name in ("betavae", "qlae"):
         out = root / f"demo-{name}"

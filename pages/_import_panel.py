@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from disviz.errors import UserError
+from disviz.core.errors import UserError
 
 __all__ = ["import_panel"]
 
@@ -61,8 +61,9 @@ def import_panel() -> None:
 
 def _run_import() -> None:
     """Button callback: import, select the result in the picker, or store one error line."""
+    from disviz.app.jobs import validate_run_name
+    from disviz.core.paths import runs_root
     from disviz.importers import import_model
-    from disviz.jobs import runs_root, validate_run_name
 
     st.session_state[_MSG] = (None, None)
     tmp = None

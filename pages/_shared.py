@@ -1,6 +1,6 @@
 """Streamlit glue shared by the pages: cached model / dataset / statistics, the sidebar picker.
 
-Not a page (st.navigation lists pages explicitly). All logic lives in disviz.explore / figures;
+Not a page (st.navigation lists pages explicitly). All logic lives in disviz.app.explore / figures;
 this file only adds Streamlit caching and messages.
 """
 
@@ -22,8 +22,8 @@ if str(_ROOT) not in sys.path:  # page files also run on their own under AppTest
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from disviz import explore  # noqa: E402
-from disviz.errors import UserError  # noqa: E402
+from disviz.app import explore  # noqa: E402
+from disviz.core.errors import UserError  # noqa: E402
 from disviz.serving.images import data_uri, img_html  # noqa: E402
 from pages._import_panel import import_panel  # noqa: E402
 
@@ -33,7 +33,7 @@ SWEEP_OPENED = "sweep_opened"  # session_state: sweep trials opened from the Swe
 
 @st.cache_resource(show_spinner=False)
 def device_name() -> tuple[str, str]:
-    from disviz.device import describe, pick_device
+    from disviz.core.device import describe, pick_device
 
     dev = pick_device("auto")
     return str(dev), describe(dev)
@@ -109,7 +109,7 @@ def entries(roots: tuple[str, ...], version: int, include: tuple[str, ...] = ())
 
 def _version() -> int:
     try:
-        from disviz.jobs import checkpoints_version
+        from disviz.app.jobs import checkpoints_version
 
         return int(checkpoints_version())
     except Exception:

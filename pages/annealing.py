@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from disviz import explore as ex
+from disviz.app import explore as ex
+from disviz.app.figures import annealing_curves, ifp_distribution, table_csv
+from disviz.core.errors import UserError
 from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds, load_annealing_result
-from disviz.errors import UserError
-from disviz.figures import annealing_curves, ifp_distribution, table_csv
 from pages._shared import download_bytes, teach
 
 st.title("Annealing test: information freezing points (IFP)")

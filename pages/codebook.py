@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from disviz import explore as ex
-from disviz.figures import codebook_usage_figure, codebook_values_figure, compose_grid, label_rows
+from disviz.app import explore as ex
+from disviz.app.figures import codebook_usage_figure, codebook_values_figure, compose_grid, label_rows
 from disviz.serving.images import data_uri
 from pages._shared import download_bytes, png_of, require_checkpoint, show_uri, teach
 

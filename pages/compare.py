@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from disviz import explore as ex
-from disviz.errors import UserError
-from disviz.figures import argmax_order, compose_grid, heatmap, label_rows
+from disviz.app import explore as ex
+from disviz.app.figures import argmax_order, compose_grid, heatmap, label_rows
+from disviz.core.errors import UserError
 from disviz.serving.images import data_uri
 from pages._shared import (
     all_entries,

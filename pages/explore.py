@@ -13,8 +13,8 @@ import base64
 import numpy as np
 import streamlit as st
 
-from disviz import explore as ex
-from disviz.figures import compose_grid, label_rows
+from disviz.app import explore as ex
+from disviz.app.figures import compose_grid, label_rows
 from disviz.serving.counters import count
 from disviz.serving.deeplink import check_factors, parse_explore_link
 from disviz.serving.images import data_uri

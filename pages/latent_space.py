@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from disviz.figures import latent_histograms, latent_scatter, table_csv
-from disviz.latent_view import informative_pair, picked_point
+from disviz.app.figures import latent_histograms, latent_scatter, table_csv
+from disviz.app.latent_view import informative_pair, picked_point
 from pages._shared import download_bytes, require_checkpoint, show_image, teach
 
 N_POINTS = 2000

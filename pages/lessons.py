@@ -1,6 +1,6 @@
 """Lessons: short guided tours of the methods' ideas on the shipped checkpoints.
 
-Every sentence about a shipped model is computed when the lesson opens (disviz/lessons.py); the
+Every sentence about a shipped model is computed when the lesson opens (disviz/app/lessons.py); the
 lesson picker and the lesson it shows are one fragment, so picking a lesson reruns only that.
 """
 
@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from disviz import explore as ex
-from disviz import lessons
-from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds, ordering_text
-from disviz.errors import UserError
-from disviz.figures import (
+from disviz.app import explore as ex
+from disviz.app import lessons
+from disviz.app.figures import (
     argmax_order,
     beta_sweep_figure,
     compose_grid,
@@ -25,8 +23,10 @@ from disviz.figures import (
     label_rows,
     metric_curve,
 )
+from disviz.core.errors import UserError
+from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds, ordering_text
 from disviz.serving.images import data_uri
-from disviz.sweeps import load_results
+from disviz.sweeps.results import load_results
 from pages._shared import _version, download_bytes, entries, get_model, get_stats, png_of, show_uri
 
 st.title("Lessons")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from disviz import explore as ex
-from disviz.errors import UserError
-from disviz.figures import argmax_order, diffusion_figure, heatmap, matrix_csv, table_csv
+from disviz.app import explore as ex
+from disviz.app.figures import argmax_order, diffusion_figure, heatmap, matrix_csv, table_csv
+from disviz.core.errors import UserError
 from pages._shared import download_bytes, get_model, require_checkpoint, teach
 
 st.title("Metrics")
@@ -50,7 +50,7 @@ if report is None:
         try:
             model, _ = get_model(ck.path, ck.mtime)
             report = evaluate(model, ck.dataset, n=int(n), seed=0, preset=preset, progress=progress)
-            from disviz.checkpoints import update_card
+            from disviz.engine.checkpoints import update_card
 
             update_card(ck.path, metrics=report)
         except UserError as exc:

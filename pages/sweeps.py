@@ -1,7 +1,7 @@
 """Sweeps: score distributions over models, hyper-parameters and seeds; metric agreement; open a run.
 
-Reads a sweep folder's results table (disviz.sweeps), draws it with disviz.sweep_figures, starts
-small sweeps as background ``python -m disviz sweep`` processes (disviz.sweep_jobs).
+Reads a sweep folder's results table (disviz.sweeps), draws it with disviz.sweeps.figures, starts
+small sweeps as background ``python -m disviz sweep`` processes (disviz.sweeps.jobs).
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from disviz.errors import UserError
-from disviz.jobs import runs_root
-from disviz.sweep_figures import (
+from disviz.core.errors import UserError
+from disviz.core.paths import checkpoint_roots, find_sweeps, runs_root
+from disviz.sweeps.figures import (
     METRIC_LABELS,
     group_choices,
     rank_correlation_figure,
     score_distribution_figure,
     sweep_metrics,
 )
-from disviz.sweep_jobs import driver_state, example_spec, start_sweep, stop_sweep, validate_text
-from disviz.sweeps import find_sweeps, flat_rows, load_results, results_csv
+from disviz.sweeps.jobs import driver_state, example_spec, start_sweep, stop_sweep, validate_text
+from disviz.sweeps.results import flat_rows, load_results, results_csv
 
 OPENED = "sweep_opened"  # = pages._shared.SWEEP_OPENED: sweep trials the sidebar picker lists
 TARGETS = {"Explore": "pages/explore.py", "Metrics": "pages/metrics.py"}
@@ -119,7 +119,7 @@ a finding. The **rank-correlation matrix** asks whether the metrics agree on whi
 below) to open it in Explore or Metrics.
 """
         )
-    roots = [Path("checkpoints"), runs_root(), *[Path(p) for p in st.session_state.get("extra_roots", [])]]
+    roots = checkpoint_roots(st.session_state.get("extra_roots", []))
     sweeps = [str(p) for p in find_sweeps(roots)]
     if not sweeps:
         st.info(

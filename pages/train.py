@@ -1,6 +1,6 @@
 """Train page: start a background training job, watch its curves live, stop it.
 
-The job runs in ``disviz.jobs.TrainingManager`` (one process-wide manager, held with
+The job runs in ``disviz.app.jobs.TrainingManager`` (one process-wide manager, held with
 ``st.cache_resource``), so it survives reruns, page switches and browser reloads; this page only
 reads snapshots in a 1-second fragment. The form is built from the chosen model's config
 dataclass (``config_for(model, dataset_info)``), so every method's knobs show with the paper
@@ -19,9 +19,10 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from disviz.errors import UserError
-from disviz.jobs import JobSnapshot, JobSpec, TrainingManager, get_manager, runs_root
-from disviz.limits import MAX_BATCH, MAX_STEPS
+from disviz.app.jobs import JobSnapshot, JobSpec, TrainingManager, get_manager
+from disviz.core.errors import UserError
+from disviz.core.limits import MAX_BATCH, MAX_STEPS
+from disviz.core.paths import runs_root
 
 # The run-level fields get their own inputs; the rest of ModelConfig's shared fields (likelihood,
 # network width) go under "Network and likelihood"; every other field is the method's own knob

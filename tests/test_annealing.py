@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from disviz.app.annealing_view import annealing_summary, recipe_comparison, recipe_twins
+from disviz.core.errors import TrainingError, UserError
 from disviz.data.base import GroundTruthDataset
 from disviz.diagnostics.annealing import (
     AnnealConfig,
@@ -28,8 +30,6 @@ from disviz.diagnostics.annealing import (
     recipe_out_path,
     run_annealing,
 )
-from disviz.diagnostics.annealing_view import annealing_summary, recipe_comparison, recipe_twins
-from disviz.errors import TrainingError, UserError
 
 
 class Toy(GroundTruthDataset):
@@ -194,7 +194,7 @@ def test_malformed_files_give_clear_errors(tmp_path):
 
 
 def test_unknown_factor_is_a_dataset_error():
-    from disviz.errors import DatasetError
+    from disviz.core.errors import DatasetError
 
     with pytest.raises(DatasetError, match="unknown factor"):
         run_annealing(Toy(), factors=["nope"], steps=10)

@@ -1,7 +1,7 @@
 """AppTest per page: every page runs without exceptions on tiny real checkpoints, and widgets change
 what is shown (decoded-image hash, traversal row order, codebook grid, metric report, switch to Explore).
 
-The checkpoints are trained here once per session (disviz.train.train, tiny networks, a few steps)
+The checkpoints are trained here once per session (disviz.engine.train.train, tiny networks, a few steps)
 and reach the app through $DISVIZ_CHECKPOINTS.
 """
 
@@ -26,8 +26,8 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="session")
 def ckpt_root(tmp_path_factory) -> Path:
+    from disviz.engine.train import TrainConfig, train
     from disviz.models import model_names
-    from disviz.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("app_ckpts")
     for name in [m for m in ("betavae", "qlae") if m in model_names()]:
@@ -278,7 +278,7 @@ def test_explore_takes_a_point_picked_in_the_latent_space(env):
 
 
 def test_explore_shows_the_generator_traversal_for_did(monkeypatch, tmp_path):
-    from disviz.train import TrainConfig, train
+    from disviz.engine.train import TrainConfig, train
 
     root = tmp_path / "ck"
     train(
@@ -305,7 +305,8 @@ def test_explore_shows_the_generator_traversal_for_did(monkeypatch, tmp_path):
 
 def _fake_sweep(ckpt_root: Path, runs: Path) -> Path:
     """A finished 4-trial sweep (two models x two seeds) in runs/sweeps/demo, trials = the tiny checkpoint."""
-    from disviz.sweeps import SweepResults, expand_trials, parse_spec
+    from disviz.sweeps.results import SweepResults
+    from disviz.sweeps.spec import expand_trials, parse_spec
 
     spec = parse_spec(
         {"name": "demo", "models": ["betavae", "betatcvae"], "seeds": [0, 1], "metrics": ["mig", "infom", "sap"]},

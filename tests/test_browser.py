@@ -5,7 +5,7 @@ moved with the keyboard really changes the decoded image (screenshots differ), a
 job started from the Train page runs to completion through the auto-refreshing fragment and its
 checkpoint is then selectable in the sidebar picker.
 
-The server gets tiny checkpoints trained here (disviz.train.train, tiny networks) through
+The server gets tiny checkpoints trained here (disviz.engine.train.train, tiny networks) through
 $DISVIZ_CHECKPOINTS, and writes Train-page runs into a temp folder through $DISVIZ_RUNS.
 """
 
@@ -35,8 +35,8 @@ RUN_NAME = "browser-run"
 @pytest.fixture(scope="module")
 def checkpoints_dir(tmp_path_factory) -> Path:
     """Tiny but real checkpoints of a Gaussian VAE (and a QLAE when registered) for the pickers."""
+    from disviz.engine.train import TrainConfig, train
     from disviz.models import model_names
-    from disviz.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("ckpts")
     names = [m for m in ("betavae", "qlae") if m in model_names()]
@@ -285,7 +285,7 @@ def test_lessons_open_on_the_shipped_checkpoints(page):
     main = page.locator("[data-testid='stMain']")
     radios = main.get_by_test_id("stRadio").first.locator("[role='radiogroup'] label")
     n = radios.count()
-    from disviz.lessons import LESSONS
+    from disviz.app.lessons import LESSONS
 
     assert n == len(LESSONS) == 6, f"expected {len(LESSONS)} lessons, found {n}"
     for i in range(n):

@@ -19,8 +19,11 @@ import pytest
 import torch
 from torch import nn
 
-from disviz import checkpoints
-from disviz.checkpoints import (
+from disviz.core import paths
+from disviz.core.errors import CheckpointError, TrainingError
+from disviz.data.base import BatchSampler, GroundTruthDataset
+from disviz.engine import checkpoints
+from disviz.engine.checkpoints import (
     CARD_FILE,
     MODEL_FILE,
     checkpoint_lock,
@@ -32,8 +35,6 @@ from disviz.checkpoints import (
     save_checkpoint,
     update_card,
 )
-from disviz.data.base import BatchSampler, GroundTruthDataset
-from disviz.errors import CheckpointError, TrainingError
 from disviz.models.base import DisentangledModel, ModelConfig, reconstruction_loss
 
 
@@ -368,9 +369,13 @@ def test_update_card_list_and_summary(good, tmp_path):
 
 def test_default_roots_come_from_the_environment(good, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISVIZ_RUNS", raising=False)
     monkeypatch.setenv("DISVIZ_CHECKPOINTS", os.pathsep.join([str(good), "", str(tmp_path / "none")]))
-    assert checkpoints.default_checkpoint_roots() == [Path("checkpoints"), good, tmp_path / "none"]
+    assert paths.checkpoint_roots() == [Path("checkpoints"), Path("runs"), good, tmp_path / "none"]
     assert list_checkpoints() == [good.resolve()]
+    model = tiny_model()
+    save_checkpoint(tmp_path / "runs" / "trained", model, tiny_card(model))  # the app's runs are found too
+    assert list_checkpoints() == sorted([good.resolve(), (tmp_path / "runs" / "trained").resolve()])
 
 
 # --- locking -------------------------------------------------------------------------------------------

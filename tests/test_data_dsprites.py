@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from disviz.core.errors import DatasetError
 from disviz.data import DATASETS, dataset_names, load_dataset, parse_options
 from disviz.data import dsprites as dsp
-from disviz.errors import DatasetError
 
 
 @pytest.fixture(autouse=True)

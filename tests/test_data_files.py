@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
+from disviz.core.errors import DatasetError
 from disviz.data import dsprites as dsp
 from disviz.data import files, load_dataset
-from disviz.errors import DatasetError
 
 
 @pytest.fixture(autouse=True)

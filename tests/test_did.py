@@ -213,8 +213,8 @@ def test_config_validation_and_registry():
 
 
 def test_engine_round_trip_and_resume(tmp_path):
-    from disviz.checkpoints import load_checkpoint, read_card
-    from disviz.train import TrainConfig, train
+    from disviz.engine.checkpoints import load_checkpoint, read_card
+    from disviz.engine.train import TrainConfig, train
 
     cfg = dict(device="cpu", batch_size=10, log_every=2, overrides={"base_channels": 4, "hidden": 16})
     out = train(TrainConfig("did", "dsprites", tmp_path / "did", steps=2, **cfg))
@@ -268,8 +268,8 @@ def test_difference_encoder_learns_to_separate_dimensions(diff_loss):
 def test_collapse_guard_speaks_once_per_problem_and_is_on_the_card(tmp_path):
     """A DiD whose generator draws one image for every code is reported, in the event stream and
     on the card, instead of training on silently (issue 13's collapse guard)."""
-    from disviz.checkpoints import read_card
-    from disviz.train import TrainConfig, train
+    from disviz.engine.checkpoints import read_card
+    from disviz.engine.train import TrainConfig, train
 
     events = []
     overrides = {"arch": "conv", "base_channels": 4, "hidden": 16, "collapse_warmup": 2, "collapse_std": 10.0}

@@ -1,4 +1,4 @@
-"""disviz.explore: slider ranges per latent kind, traversal tiles, sorting, GIFs, uploads, interpolation."""
+"""disviz.app.explore: slider ranges per latent kind, traversal tiles, sorting, GIFs, uploads, interpolation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from disviz import explore as ex
+from disviz.app import explore as ex
 from disviz.data import load_dataset
 from disviz.models import create_model
 from disviz.models.base import LatentSpec
@@ -186,7 +186,7 @@ def test_codebook_grid_and_usage(qlae, dataset):
 
 
 def test_codebook_grid_refuses_gaussian_models(vae):
-    from disviz.errors import UserError
+    from disviz.core.errors import UserError
 
     with pytest.raises(UserError, match="QLAE"):
         ex.codebook_grid(vae, np.zeros(vae.latent_dim))
@@ -210,7 +210,7 @@ def test_report_helpers():
 
 
 def test_checkpoint_roots_and_entries(tmp_path, monkeypatch, vae):
-    from disviz.checkpoints import save_checkpoint
+    from disviz.engine.checkpoints import save_checkpoint
 
     monkeypatch.setenv("DISVIZ_CHECKPOINTS", str(tmp_path / "a") + __import__("os").pathsep + str(tmp_path / "b"))
     roots = ex.checkpoint_roots([tmp_path / "c"])
@@ -242,7 +242,7 @@ def test_annealing_view_flat_and_grouped():
 
 
 def test_the_app_opens_on_the_best_shipped_dsprites_model_by_mig():
-    from disviz.catalogue import CheckpointEntry, default_entry
+    from disviz.app.catalogue import CheckpointEntry, default_entry
 
     def entry(path: str, ds: str, mig: float | None, error: str | None = None) -> CheckpointEntry:
         card = {"dataset": {"name": ds}, "metrics": {"scores": {"mig": mig}} if mig is not None else {}}

@@ -1,11 +1,11 @@
-"""disviz.figures: grid composition (shapes, gutters, upscaling) and plotly figure contents."""
+"""disviz.app.figures: grid composition (shapes, gutters, upscaling) and plotly figure contents."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from disviz.figures import (
+from disviz.app.figures import (
     annealing_curves,
     argmax_order,
     codebook_usage_figure,

@@ -27,8 +27,8 @@ import pytest
 import torch
 from torch import nn
 
-from disviz.checkpoints import load_checkpoint, read_card
 from disviz.cli import main as cli_main
+from disviz.engine.checkpoints import load_checkpoint, read_card
 from disviz.importers import ModelImportError, UnsafeCheckpointError, detect_format, import_model
 from disviz.importers.disent import build_decoder, build_encoder
 from disviz.importers.safe_pickle import open_torch_archive, stub_name
@@ -91,14 +91,14 @@ def test_disent_architecture_read_from_checkpoint(imported: dict[str, Path]) -> 
 
 
 def test_imported_models_work_like_disviz_models(imported: dict[str, Path]) -> None:
-    from disviz.catalogue import list_entries
-    from disviz.latents import decode, encode
+    from disviz.app.catalogue import list_entries
+    from disviz.app.latents import decode, encode
     from disviz.metrics.evaluate import evaluate_checkpoint
 
     model, card = load_checkpoint(imported["disent_ae_linear"])
     specs = model.latent_specs()
     assert all(s.kind == "deterministic" and s.low < s.high for s in specs)  # range measured on the data
-    from disviz.catalogue import dataset_for_card
+    from disviz.app.catalogue import dataset_for_card
 
     ds = dataset_for_card(card)
     images, factors = ds.sample(64, rng=0)

@@ -1,6 +1,6 @@
 """Background training jobs: progress snapshots, stop, duplicate outputs, bad names, errors.
 
-Most tests run the real engine (disviz.train.train) in the manager's worker thread with the tiny
+Most tests run the real engine (disviz.engine.train.train) in the manager's worker thread with the tiny
 4-channel VAE and 36-image dataset of test_checkpoints.py, so they do not depend on the speed of
 the real models; one test runs a real registry model with tiny network overrides.
 """
@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from test_checkpoints import REGISTRY, TinyConfig, TinySquares, TinyVAE
 
-from disviz import checkpoints, jobs
-from disviz import train as engine
-from disviz.checkpoints import checkpoint_lock, is_checkpoint, read_card
-from disviz.errors import TrainingError
-from disviz.jobs import JobSpec, TrainingManager, get_manager, suggest_run_name, validate_run_name
+from disviz.app import jobs
+from disviz.app.jobs import JobSpec, TrainingManager, get_manager, suggest_run_name, validate_run_name
+from disviz.core import paths
+from disviz.core.errors import TrainingError
+from disviz.engine import checkpoints
+from disviz.engine import train as engine
+from disviz.engine.checkpoints import checkpoint_lock, is_checkpoint, read_card
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ def test_cpu_jobs_train_with_one_torch_thread(tmp_path, monkeypatch, tiny_world)
 def test_thread_limit_is_restored_after_the_last_overlapping_job():
     import torch
 
-    from disviz.jobs import _limit_threads
+    from disviz.app.jobs import _limit_threads
 
     original = torch.get_num_threads()
     torch.set_num_threads(3)
@@ -246,11 +248,11 @@ def test_stop_before_start_and_unknown_jobs(manager):
 
 def test_runs_root_from_environment_and_name_suggestions(monkeypatch, tmp_path):
     monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "elsewhere"))
-    assert jobs.runs_root() == tmp_path / "elsewhere"
+    assert paths.runs_root() == tmp_path / "elsewhere"
     m = TrainingManager()
     assert m.out_path("x") == (tmp_path / "elsewhere" / "x").absolute()
     monkeypatch.delenv("DISVIZ_RUNS")
-    assert jobs.runs_root() == Path("runs")
+    assert paths.runs_root() == Path("runs")
     (tmp_path / "betavae-dsprites-1").mkdir()
     assert suggest_run_name("betavae", "dsprites", tmp_path) == "betavae-dsprites-2"
     assert suggest_run_name("betavae", "dsprites", tmp_path, taken=["betavae-dsprites-2"]) == "betavae-dsprites-3"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from disviz import lessons
+from disviz.app import lessons
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def test_the_diffusion_story_finds_the_peak_and_its_stage():
 def test_the_lessons_page_on_the_shipped_models(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from disviz.checkpoints import read_card
+    from disviz.engine.checkpoints import read_card
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 from disviz.metrics import betavae_score, completeness, dci, disentanglement, factorvae_score, infomec, mig, sap
 from disviz.metrics.evaluate import OracleSource
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from disviz.checkpoints import read_card, save_checkpoint
 from disviz.cli.evaluate import cmd_evaluate
+from disviz.core.errors import MetricError
 from disviz.data import load_dataset
-from disviz.errors import MetricError
+from disviz.engine.checkpoints import read_card, save_checkpoint
 from disviz.metrics import evaluate as evaluate_fn
 from disviz.models import create_model
 

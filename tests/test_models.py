@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from disviz.checkpoints import load_checkpoint, save_checkpoint
+from disviz.core.errors import UserError
 from disviz.data.base import DatasetInfo
-from disviz.errors import UserError
+from disviz.engine.checkpoints import load_checkpoint, save_checkpoint
 from disviz.models import MODELS, UNAVAILABLE, ConfigError, config_for, create_model, model_names
 from disviz.models.backbone import ConvDecoder, ConvEncoder, QLAEDecoder, QLAEEncoder
 from disviz.models.betatcvae import total_correlation

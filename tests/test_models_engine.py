@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from disviz.checkpoints import load_checkpoint, read_card
 from disviz.data import load_dataset
-from disviz.train import TrainConfig, train
+from disviz.engine.checkpoints import load_checkpoint, read_card
+from disviz.engine.train import TrainConfig, train
 
 SIX = ["ae", "betavae", "betatcvae", "qlae", "deft", "devae"]
 TINY = {"base_channels": 4, "hidden": 16}

@@ -32,11 +32,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from disviz.checkpoints import checkpoint_lock, load_checkpoint, read_card, scan_checkpoints
+from disviz.app.uploads import UploadError, load_upload
+from disviz.core.errors import CheckpointError, UserError
+from disviz.core.limits import LimitError, check_batch, check_images
 from disviz.diagnostics.annealing import AnnealConfig, AnnealingResultError, load_annealing_result, run_annealing
-from disviz.errors import CheckpointError, UserError
-from disviz.limits import LimitError, check_batch, check_images
-from disviz.uploads import UploadError, load_upload
+from disviz.engine.checkpoints import checkpoint_lock, load_checkpoint, read_card, scan_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "dsprites" / "betavae"
@@ -247,7 +247,7 @@ def test_7_generated_annealing_corruptions_load_or_fail_clearly(tmp_path, key, v
     except AnnealingResultError as exc:
         assert "re-run" in str(exc)
     else:  # accepted: then the page's helpers must work on it
-        from disviz.diagnostics.annealing_view import annealing_summary, annealing_view
+        from disviz.app.annealing_view import annealing_summary, annealing_view
 
         annealing_view(loaded)
         annealing_summary(loaded)
@@ -287,7 +287,7 @@ def test_8_generated_card_corruptions_fail_clearly_and_change_nothing(tmp_path, 
 def test_8_malformed_optimizer_json_is_a_clear_error(tmp_path, meta):
     import torch
 
-    from disviz.checkpoints import load_optimizer_state
+    from disviz.engine.checkpoints import load_optimizer_state
 
     (tmp_path / "optimizer.json").write_text(json.dumps(meta))
     from safetensors.torch import save_file
@@ -299,7 +299,7 @@ def test_8_malformed_optimizer_json_is_a_clear_error(tmp_path, meta):
 
 
 def test_8_stale_temp_folders_are_cleaned_on_the_next_save(tmp_path):
-    from disviz.checkpoints import save_checkpoint
+    from disviz.engine.checkpoints import save_checkpoint
 
     model, card = load_checkpoint(SHIPPED)
     target = tmp_path / "ck"
@@ -429,7 +429,7 @@ def _foreign_folder(folder: Path, files: dict[str, object]) -> Path:
 @pytest.mark.parametrize("files", FOREIGN, ids=lambda f: "+".join(sorted(f)))
 @pytest.mark.parametrize("resume", [True, False])
 def test_32_1_train_refuses_a_folder_with_weights_but_no_disviz_card(tmp_path, files, resume):
-    from disviz.train import TrainConfig, train
+    from disviz.engine.train import TrainConfig, train
 
     folder = _foreign_folder(tmp_path / "run", files)
     before = folder_digest(folder)
@@ -445,7 +445,7 @@ def test_32_1_train_refuses_a_folder_with_weights_but_no_disviz_card(tmp_path, f
 @given(names=st.sets(st.sampled_from(["model.safetensors", "optimizer.safetensors", "optimizer.json"]), min_size=1),
        junk=st.binary(max_size=64))  # fmt: skip
 def test_32_1_generated_foreign_folders_are_never_written(tmp_path, names, junk):
-    from disviz.checkpoints import save_checkpoint
+    from disviz.engine.checkpoints import save_checkpoint
 
     folder = tmp_path / f"f{abs(hash((tuple(sorted(names)), junk))) % 10**9}"
     _foreign_folder(folder, dict.fromkeys(names, junk))
@@ -545,7 +545,7 @@ def test_32_2_the_memory_budget_names_itself_and_how_to_raise_it(monkeypatch, sh
        | st.floats(allow_nan=True) | st.text(max_size=3) | st.booleans())  # fmt: skip
 def test_32_2_generated_counts_are_refused_by_every_entry_point(n):
     from disviz.metrics.evaluate import check_eval_request
-    from disviz.sweeps import SweepError, parse_spec
+    from disviz.sweeps.spec import SweepError, parse_spec
 
     with bounded_allocation(16):
         with pytest.raises(LimitError):
@@ -580,8 +580,8 @@ def _npz(path: Path, members: dict[str, bytes], stored: bool = False) -> Path:
 
 
 def _load_refused(name: str, path: Path, match: str, **options: str) -> None:
+    from disviz.core.errors import DatasetError
     from disviz.data import load_dataset
-    from disviz.errors import DatasetError
 
     before = folder_digest(path.parent)
     with bounded_allocation(), pytest.raises(DatasetError, match=match) as exc:
@@ -653,8 +653,8 @@ def test_32_3_h5_compressed_beyond_any_real_inflation(tmp_path):
 
 
 def test_32_3_smallnorb_headers_beyond_the_file(tmp_path):
+    from disviz.core.errors import DatasetError
     from disviz.data import files
-    from disviz.errors import DatasetError
 
     head = np.array([0x1E3D4C55, 4, 24300, 2, 96, 96], "<i4").tobytes()  # dat: claims 448 MB
     (tmp_path / "m.mat").write_bytes(head + bytes(100))
@@ -732,9 +732,9 @@ def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(cli_runs):
 @given(seed=st.integers(max_value=-1) | st.integers(min_value=2**32) | st.floats() | st.text(max_size=4)
        | st.booleans() | st.none())  # fmt: skip
 def test_32_4_generated_seeds_are_refused_wherever_seeds_are_accepted(tmp_path, seed):
+    from disviz.engine.train import TrainConfig, train
     from disviz.metrics.evaluate import check_eval_request
-    from disviz.sweeps import SweepError, parse_spec
-    from disviz.train import TrainConfig, train
+    from disviz.sweeps.spec import SweepError, parse_spec
 
     with pytest.raises(UserError, match="seed"):
         train(TrainConfig(model="betavae", dataset="dsprites", out=tmp_path / "r", steps=2, seed=seed))
@@ -766,8 +766,8 @@ def test_32_4_annealing_settings_are_typed(tmp_path, key, value):
 @given(key=st.sampled_from(["dataset", "seed", "scale", "recipe", "beta_max", "beta_max_note", "pool", "label_free",
                             "dataset_options", "warmup"]), value=JSON_VALUES)  # fmt: skip
 def test_32_4_generated_annealing_settings_load_and_show_or_fail_clearly(tmp_path, key, value):
+    from disviz.app.annealing_view import annealing_summary, annealing_view
     from disviz.cli.anneal import print_summary
-    from disviz.diagnostics.annealing_view import annealing_summary, annealing_view
 
     data = _shipped_annealing()
     data["settings"][key] = value
@@ -797,8 +797,8 @@ def test_32_4_generated_annealing_settings_load_and_show_or_fail_clearly(tmp_pat
     ],
 )
 def test_32_5_sweep_specs_fail_the_same_checks_as_train_before_anything_starts(tmp_path, spec, option):
-    from disviz.sweeps import SweepError, parse_spec
-    from disviz.train import TrainConfig, train
+    from disviz.engine.train import TrainConfig, train
+    from disviz.sweeps.spec import SweepError, parse_spec
 
     t0 = time.perf_counter()
     with bounded_allocation(), pytest.raises(SweepError) as swept:
@@ -847,8 +847,9 @@ def test_32_5_sweep_dry_run_refuses_from_the_cli(cli_runs):
 
 # --- 32.6 cluster: the node of every trial, and a clear line for Ray's token authentication ---------
 def test_32_6_results_record_the_node_of_each_trial(tmp_path):
-    from disviz.sweep_runner import node_info
-    from disviz.sweeps import SweepResults, flat_rows, load_results, parse_spec, results_csv
+    from disviz.sweeps.results import SweepResults, flat_rows, load_results, results_csv
+    from disviz.sweeps.runner import node_info
+    from disviz.sweeps.spec import parse_spec
 
     info = node_info()
     assert info["node"] == socket.gethostname() and set(info) == {"node", "node_ip", "node_id"}
@@ -866,8 +867,8 @@ def test_32_6_results_record_the_node_of_each_trial(tmp_path):
 @pytest.mark.parametrize("wrapped", [False, True])
 def test_32_6_a_ray_auth_refusal_is_one_line_naming_the_fix(monkeypatch, wrapped):
     ray = pytest.importorskip("ray")
-    from disviz.sweep_runner import ray_session
-    from disviz.sweeps import SweepError
+    from disviz.sweeps.runner import ray_session
+    from disviz.sweeps.spec import SweepError
 
     def refuse(*args, **kwargs):
         if not wrapped:
@@ -897,8 +898,9 @@ SHIPPED_SWEEP = ROOT / "checkpoints" / "sweeps" / "dsprites_vae_seeds"
 def test_32_4_generated_results_tables_load_and_show_or_fail_clearly(tmp_path, key, value):
     """Every loaded JSON is typed: a sweep table edited or damaged by hand is one error line, or it works
     in the CLI report, the CSV and the Sweeps page's figures."""
-    from disviz.sweep_figures import rank_correlation_figure, score_distribution_figure, sweep_metrics
-    from disviz.sweeps import SweepError, format_table, load_results, results_csv
+    from disviz.sweeps.figures import rank_correlation_figure, score_distribution_figure, sweep_metrics
+    from disviz.sweeps.results import format_table, load_results, results_csv
+    from disviz.sweeps.spec import SweepError
 
     data = json.loads((SHIPPED_SWEEP / "results.json").read_text())
     if key == "metrics":

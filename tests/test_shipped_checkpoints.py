@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from disviz.checkpoints import list_checkpoints, load_checkpoint, read_card
 from disviz.data import load_dataset
+from disviz.engine.checkpoints import list_checkpoints, load_checkpoint, read_card
 
 ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
 REPRODUCE = ROOT / "reproduce.sh"
@@ -302,7 +302,8 @@ def test_budget_multiple_is_images_seen_over_the_first_checkpoints():
 def test_the_beta_sweep_is_shipped_as_its_results_table_says():
     """Issue 29: the β-VAE sweep lesson 2 reads. Every finished trial is a loadable fp16 checkpoint at the spec's
     10,000 steps with no optimiser state, its scores are the table's; an unfinished trial ships no folder."""
-    from disviz.sweeps import load_results, load_spec
+    from disviz.sweeps.results import load_results
+    from disviz.sweeps.spec import load_spec
 
     folder = ROOT / "sweeps" / "dsprites_betavae_beta"
     spec = load_spec(folder / "spec.toml")

@@ -20,16 +20,9 @@ from pathlib import Path
 import pytest
 
 from disviz import cli
-from disviz.checkpoints import is_checkpoint, read_card
-from disviz.sweeps import (
-    SweepError,
-    SweepResults,
-    expand_trials,
-    load_results,
-    load_spec,
-    parse_spec,
-    spearman_matrix,
-)
+from disviz.engine.checkpoints import is_checkpoint, read_card
+from disviz.sweeps.results import SweepResults, load_results, spearman_matrix
+from disviz.sweeps.spec import SweepError, expand_trials, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
@@ -160,7 +153,7 @@ def test_results_table_is_atomic_json_and_csv_and_refuses_to_overwrite(tmp_path)
 
 def test_a_diverging_trial_is_recorded_as_nan_not_raised(tmp_path):
     """The engine's non-finite-loss stop -> status 'nan' (the driver does not retry it)."""
-    from disviz.sweep_runner import run_trial
+    from disviz.sweeps.runner import run_trial
 
     task = {
         "trial": {
@@ -189,14 +182,14 @@ def test_a_diverging_trial_is_recorded_as_nan_not_raised(tmp_path):
 def ray_local():
     """One local Ray session for the module (run_sweep joins an initialised session)."""
     pytest.importorskip("ray")
-    from disviz.sweep_runner import ray_session
+    from disviz.sweeps.runner import ray_session
 
     with ray_session(num_cpus=2) as ray:
         yield ray
 
 
 def test_four_trial_sweep_runs_end_to_end_on_ray(ray_local, tmp_path, capsys):
-    from disviz.sweep_runner import run_sweep
+    from disviz.sweeps.runner import run_sweep
 
     spec = load_spec(write_spec(tmp_path, TINY.format(steps=20)), out=tmp_path / "sw")
     lines: list[str] = []
@@ -221,7 +214,7 @@ def test_four_trial_sweep_runs_end_to_end_on_ray(ray_local, tmp_path, capsys):
     assert cli.main(["sweep", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "sw"), "--report"]) == 0
     assert "betatcvae-dsprites-s1" in capsys.readouterr().out
     # the catalogue leaves sweep trials out of the picker unless asked for one
-    from disviz.catalogue import list_entries
+    from disviz.app.catalogue import list_entries
 
     trial = (tmp_path / "sw" / rows[0]["trial"]).resolve()
     assert list_entries([tmp_path]) == []
@@ -230,7 +223,7 @@ def test_four_trial_sweep_runs_end_to_end_on_ray(ray_local, tmp_path, capsys):
 
 
 def test_a_trial_whose_worker_dies_is_retried_from_its_checkpoint(ray_local, tmp_path, monkeypatch):
-    from disviz.sweep_runner import CRASH_ENV, run_sweep
+    from disviz.sweeps.runner import CRASH_ENV, run_sweep
 
     text = TINY.format(steps=30).replace('models = ["betavae", "betatcvae"]', 'models = ["betavae"]')
     text = text.replace("seeds = [0, 1]", "seeds = [0]")
@@ -249,7 +242,7 @@ def test_a_trial_whose_worker_dies_is_retried_from_its_checkpoint(ray_local, tmp
 
 
 def test_interrupted_sweep_resumes_without_redoing_finished_trials(ray_local, tmp_path):
-    from disviz.sweep_runner import run_sweep
+    from disviz.sweeps.runner import run_sweep
 
     spec_path = write_spec(tmp_path, TINY.format(steps=40))
     out = tmp_path / "sw"
@@ -295,7 +288,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_trials(ray_local, tm
 
 
 def test_the_app_sweep_form_refuses_out_and_oversized_sweeps():
-    from disviz.sweep_jobs import APP_MAX_TRIALS, example_spec, validate_text
+    from disviz.sweeps.jobs import APP_MAX_TRIALS, example_spec, validate_text
 
     spec = validate_text(example_spec("ok"))
     assert len(spec.trials) == 8 and spec.out.name == "ok"
@@ -307,7 +300,7 @@ def test_the_app_sweep_form_refuses_out_and_oversized_sweeps():
 
 
 def test_sweep_figures_draw_every_trial_as_a_point_and_a_bounded_correlation_matrix():
-    from disviz.sweep_figures import group_choices, rank_correlation_figure, score_distribution_figure
+    from disviz.sweeps.figures import group_choices, rank_correlation_figure, score_distribution_figure
 
     rows = [
         {

@@ -16,11 +16,12 @@ import pytest
 import torch
 from test_checkpoints import REGISTRY, TinyConfig, TinySquares, TinyVAE
 
-from disviz import checkpoints, cli
-from disviz import train as engine
-from disviz.checkpoints import checkpoint_lock, load_checkpoint, read_card
-from disviz.errors import TrainingError, UserError
-from disviz.train import TrainConfig, TrainEvent, parse_key_values, speed_up_optimizers, train
+from disviz import cli
+from disviz.core.errors import TrainingError, UserError
+from disviz.engine import checkpoints
+from disviz.engine import train as engine
+from disviz.engine.checkpoints import checkpoint_lock, load_checkpoint, read_card
+from disviz.engine.train import TrainConfig, TrainEvent, parse_key_values, speed_up_optimizers, train
 
 
 @pytest.fixture(autouse=True)
@@ -456,8 +457,8 @@ def test_every_real_model_trains_saves_loads_and_resumes_exactly(tmp_path, monke
 
 
 def test_pick_device_prefers_accelerators_and_checks_requests(monkeypatch):
-    from disviz.device import pick_device
-    from disviz.errors import UserError
+    from disviz.core.device import pick_device
+    from disviz.core.errors import UserError
 
     assert pick_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -198,13 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="disviz.cli.sweep:cmd_sweep")
 
     # --- import (disviz/cli/import_cmd.py) ----------------------------------------------------
-    p = sub.add_parser("import", help="turn a model trained elsewhere (disent / DEFT-DeVAE authors' .ckpt, QLAE model.eqx, TorchScript + .toml) into a checkpoint")
+    p = sub.add_parser(
+        "import",
+        help="turn a model trained elsewhere (disent / DEFT-DeVAE authors' .ckpt, QLAE model.eqx, TorchScript + .toml) into a checkpoint",
+    )
     p.add_argument(
-        "source", help="the file to import: a Lightning .ckpt (disent, erow), a QLAE model.eqx, or a .toml (TorchScript)"
+        "source",
+        help="the file to import: a Lightning .ckpt (disent, erow), a QLAE model.eqx, or a .toml (TorchScript)",
     )
     p.add_argument("--out", required=True, help="checkpoint folder to write (must not exist yet)")
     p.add_argument("--dataset", required=True, help="the dataset the model was trained on (python -m disviz data list)")
-    p.add_argument("--format", default=None, help="disent | erow | qlae | torchscript (default: detected from the file)")
+    p.add_argument(
+        "--format", default=None, help="disent | erow | qlae | torchscript (default: detected from the file)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder at --out")
     p.add_argument("--data-path", default=None, help="real dataset file, as for train")
     p.set_defaults(handler="disviz.cli.import_cmd:cmd_import")
@@ -277,6 +283,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from disviz.errors import UserError
+    from disviz.core.errors import UserError
 
     return isinstance(exc, (CLIError, UserError))

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from disviz.core.device import pick_device
 from disviz.data.base import GroundTruthDataset
-from disviz.device import pick_device
 from disviz.diagnostics.annealing import (
     AnnealConfig,
     check_result_path,
@@ -24,7 +24,7 @@ from disviz.diagnostics.annealing import (
     resolve_factors,
     run_annealing,
 )
-from disviz.train import parse_key_values
+from disviz.engine.train import parse_key_values
 
 __all__ = ["cmd_anneal", "cmd_bench", "print_summary"]
 

@@ -14,19 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from disviz.catalogue import checkpoint_roots, dataset_for_card, display_path
-from disviz.checkpoints import list_checkpoints, load_checkpoint
+from disviz.app.catalogue import dataset_for_card, display_path
+from disviz.app.latents import decode, encode, latent_stats, sort_latents
+from disviz.app.traversal import traversal_tiles, traversal_values
 from disviz.cli import CLIError
-from disviz.errors import CheckpointError
-from disviz.latents import decode, encode, latent_stats, sort_latents
-from disviz.traversal import traversal_tiles, traversal_values
+from disviz.core.errors import CheckpointError
+from disviz.core.paths import checkpoint_roots, is_sweep_trial
+from disviz.engine.checkpoints import list_checkpoints, load_checkpoint
 
 
 def _bench_checkpoints(given: str | None) -> list[Path]:
     if given:
         return [Path(given)]
-    from disviz.sweeps import is_sweep_trial
-
     # sweep trials are many copies of one architecture: the shipped models already time it
     found = list_checkpoints(checkpoint_roots())
     return [p for p in found if (p / "model.safetensors").is_file() and not is_sweep_trial(p)]
@@ -34,8 +33,8 @@ def _bench_checkpoints(given: str | None) -> list[Path]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Server time of a slider move and time to the first traversal, per checkpoint."""
-    from disviz.device import describe, pick_device
-    from disviz.figures import compose_grid, latent_histograms, latent_scatter
+    from disviz.app.figures import compose_grid, latent_histograms, latent_scatter
+    from disviz.core.device import describe, pick_device
 
     paths = _bench_checkpoints(getattr(args, "checkpoint", None))
     if not paths:

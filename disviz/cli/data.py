@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from disviz.core.errors import DatasetError
 from disviz.data import DATASETS, dataset_names, load_dataset, parse_options
 from disviz.data.base import GroundTruthDataset
-from disviz.errors import DatasetError
 
 
 def _load(args: argparse.Namespace) -> GroundTruthDataset:
@@ -98,8 +98,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     """`data render NAME`: a PNG grid of random samples (to see what a model will be trained on)."""
     from PIL import Image
 
-    from disviz.limits import check_images, check_seed
-    from disviz.outputs import check_output, check_overwrite
+    from disviz.core.limits import check_images, check_seed
+    from disviz.core.outputs import check_output, check_overwrite
 
     out = check_output(args.out, "file", (".png", ".jpg", ".jpeg", ".webp"))
     check_overwrite(out, _rendered_here, "a grid rendered by disviz")
@@ -155,9 +155,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """`bench data`: images/s of lazy rendering, the batch samplers and (``--full``) the cache build."""
     import torch
 
+    from disviz.core.device import pick_device
     from disviz.data.dsprites import DSprites, build_cache, open_cache
     from disviz.data.shapes3d import Shapes3DLike, Shapes3DRenderer
-    from disviz.device import pick_device
 
     rng = np.random.default_rng(0)
     device = pick_device("auto")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count
+from disviz.core.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count
 from disviz.metrics.betavae_score import betavae_score
 from disviz.metrics.dci import dci
 from disviz.metrics.evaluate import OracleSource, evaluate_checkpoint, format_report

@@ -13,7 +13,7 @@ __all__ = ["cmd_import"]
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Convert SOURCE into the checkpoint folder --out and print what was written."""
-    from disviz.checkpoints import checkpoint_summary, read_card
+    from disviz.engine.checkpoints import checkpoint_summary, read_card
     from disviz.importers import import_model
 
     out = import_model(

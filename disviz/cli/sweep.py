@@ -1,7 +1,7 @@
 """``python -m disviz sweep SPEC`` and ``python -m disviz bench sweep``.
 
 The spec, trials and results table live in ``disviz.sweeps``, execution on Ray in
-``disviz.sweep_runner`` (imported only when a sweep really runs, so ``--dry-run`` and ``--report``
+``disviz.sweeps.runner`` (imported only when a sweep really runs, so ``--dry-run`` and ``--report``
 never start Ray).
 """
 
@@ -12,8 +12,9 @@ import os
 import sys
 
 from disviz.cli import stop_cleanly_on_signals
-from disviz.limits import check_count
-from disviz.sweeps import format_table, load_results, load_spec
+from disviz.core.limits import check_count
+from disviz.sweeps.results import format_table, load_results
+from disviz.sweeps.spec import load_spec
 
 __all__ = ["cmd_bench", "cmd_sweep"]
 
@@ -39,7 +40,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             hp = " ".join(f"{k}={v}" for k, v in sorted(t.overrides.items()))
             print(f"  {t.id:<48} steps={t.steps or 'default'} seed={t.seed} {hp}")
         return 0
-    from disviz.sweep_runner import run_sweep
+    from disviz.sweeps.runner import run_sweep
 
     # Ctrl-C and SIGTERM end the sweep cleanly: running trials are cancelled, the table written, exit 130.
     stop_cleanly_on_signals()
@@ -59,7 +60,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """``python -m disviz bench sweep``: what Ray costs per trial, and N parallel vs N sequential trials."""
-    from disviz.sweep_runner import bench_overhead, bench_throughput, default_num_cpus, ray_session
+    from disviz.sweeps.runner import bench_overhead, bench_throughput, default_num_cpus, ray_session
 
     # each throughput trial trains a conv β-VAE in its own worker (≈ 0.5 GB)
     n = (

@@ -1,6 +1,6 @@
 """``python -m disviz train`` and ``python -m disviz bench train``: arguments in, progress out.
 
-The engine (``disviz.train``) knows nothing of argparse or terminals; this module turns the
+The engine (``disviz.engine.train``) knows nothing of argparse or terminals; this module turns the
 arguments into a ``TrainConfig``, draws the event stream as a text progress bar and prints the
 benchmark table the engine's measurements fill.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from disviz import train as engine
 from disviz.cli import stop_cleanly_on_signals
-from disviz.device import pick_device
-from disviz.limits import MAX_STEPS, check_batch, check_count
-from disviz.train import (
+from disviz.core.device import pick_device
+from disviz.core.limits import MAX_STEPS, check_batch, check_count
+from disviz.engine import train as engine
+from disviz.engine.train import (
     TrainConfig,
     TrainEvent,
     engine_ips,

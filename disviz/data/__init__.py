@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from disviz.core.errors import DatasetError
 from disviz.data.base import BatchSampler, DatasetInfo, GroundTruthDataset
-from disviz.errors import DatasetError
 
 __all__ = [
     "DATASETS",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import DatasetError
+from disviz.core.errors import DatasetError
 
 __all__ = ["BatchSampler", "DatasetError", "DatasetInfo", "GroundTruthDataset", "to_tensor_batch"]
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from disviz.core.errors import DatasetError
 from disviz.data.base import BatchSampler, GroundTruthDataset, to_tensor_batch
-from disviz.errors import DatasetError
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 SHAPE_VALUES = np.array([1.0, 2.0, 3.0])

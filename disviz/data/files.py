@@ -21,11 +21,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from disviz.core.errors import DatasetError
+from disviz.core.limits import LimitError, check_file_claim
+from disviz.core.outputs import check_path_length
 from disviz.data.base import GroundTruthDataset
 from disviz.data.dsprites import PackedGrid, _gather, cache_dir, index_uniform
-from disviz.errors import DatasetError
-from disviz.limits import LimitError, check_file_claim
-from disviz.outputs import check_path_length
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SHAPES3D_FILE = "3dshapes.h5"

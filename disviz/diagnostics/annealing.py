@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from disviz.core.device import pick_device
+from disviz.core.errors import DatasetError, TrainingError, UserError
+from disviz.core.limits import MAX_ANNEAL_RUNS, LimitError, check_batch, check_count, check_seed, read_text_bounded
 from disviz.data.base import GroundTruthDataset
-from disviz.device import pick_device
-from disviz.errors import DatasetError, TrainingError, UserError
-from disviz.limits import MAX_ANNEAL_RUNS, LimitError, check_batch, check_count, check_seed, read_text_bounded
 from disviz.models.base import _cast_like
 
 FORMAT = "disviz-annealing"
@@ -826,14 +826,14 @@ def deft_stage_comparison(result: dict[str, Any], thresholds: Sequence[float]) -
 # --- files -----------------------------------------------------------------------------------
 def save_annealing_result(path: str | os.PathLike[str], result: dict[str, Any]) -> Path:
     """Write JSON atomically (``outputs.atomic_write``): readers never see a half-written file."""
-    from disviz.outputs import atomic_write
+    from disviz.core.outputs import atomic_write
 
     return atomic_write(path, json.dumps(result, allow_nan=False))
 
 
 def load_annealing_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate an annealing result JSON; clear errors for missing/malformed files."""
-    from disviz.outputs import check_path_length
+    from disviz.core.outputs import check_path_length
 
     p = check_path_length(path, "annealing result", error=AnnealingResultError)
     if not p.is_file():
@@ -951,7 +951,7 @@ def recipe_out_path(out: str | os.PathLike[str], recipe: str) -> Path:
 
 def check_result_path(path: str | os.PathLike[str]) -> Path:
     """Fail before a long run, not after it, when the result could not be written there."""
-    from disviz.outputs import check_output, check_overwrite
+    from disviz.core.outputs import check_output, check_overwrite
 
     out = check_output(path, "file", (".json",))
     check_overwrite(out, _is_annealing_result, "an annealing result")

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from disviz.core.errors import TrainingError
 from disviz.data.base import DatasetInfo, GroundTruthDataset, to_tensor_batch
-from disviz.errors import TrainingError
 from disviz.importers.errors import ModelImportError
 from disviz.importers.safe_pickle import LazyTensor, TorchArchive
 from disviz.models.base import ConfigError, DisentangledModel, LatentSpec, ModelConfig

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from disviz.errors import CheckpointError
+from disviz.core.errors import CheckpointError
 
 __all__ = ["ModelImportError", "UnsafeCheckpointError"]
 

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from disviz.core.limits import LimitError, check_parameters
 from disviz.data.base import DatasetInfo
 from disviz.importers.base import ImportedConfig, ImportedModel
 from disviz.importers.errors import ModelImportError
-from disviz.limits import LimitError, check_parameters
 from disviz.models.base import ConfigError
 
 __all__ = ["QLAEConfig", "QLAEModel", "convert", "find_config"]

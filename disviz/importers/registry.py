@@ -1,7 +1,7 @@
 """The import formats, format detection, and ``import_model``: source file -> disviz checkpoint folder.
 
 One entry per format: a name, a one-line description, and a converter ``(source, dataset) ->
-(model, facts)``. ``IMPORTED_MODELS`` are the model classes the imports produce; ``load_checkpoint``
+(model, facts)``. ``IMPORTED_MODELS`` (``importers.models``) are the model classes the imports produce; ``load_checkpoint``
 knows them (they are not in ``disviz.models.MODELS`` because they cannot be trained, so the Train page
 and sweeps never offer them).
 """
@@ -18,18 +18,12 @@ from typing import Any
 
 from disviz.data.base import GroundTruthDataset
 from disviz.importers.base import ImportedModel, file_sha256, measure_ranges, verify_model
-from disviz.importers.disent import DisentModel
-from disviz.importers.erow import ErowModel
 from disviz.importers.errors import ModelImportError
-from disviz.importers.qlae import QLAEModel
+from disviz.importers.models import IMPORTED_MODELS
 from disviz.importers.safe_pickle import is_torchscript_archive, open_torch_archive
-from disviz.importers.torchscript import TorchScriptModel
 
 __all__ = ["FORMATS", "IMPORTED_MODELS", "ImportFormat", "detect_format", "import_model"]
 
-IMPORTED_MODELS: dict[str, type[ImportedModel]] = {
-    cls.name: cls for cls in (DisentModel, ErowModel, QLAEModel, TorchScriptModel)
-}
 #: size limit of a source file (a 64×64 model of any method here is < 100 MB)
 MAX_SOURCE_BYTES = 4 * 1024**3
 
@@ -144,8 +138,8 @@ def import_model(
     ``save_checkpoint``, so a failure leaves no folder behind. ``source_name`` is what the card
     records as the file's name (the app's uploads live in a temp file).
     """
-    from disviz.checkpoints import is_checkpoint, save_checkpoint
     from disviz.data import load_dataset
+    from disviz.engine.checkpoints import is_checkpoint, save_checkpoint
 
     source, out = Path(source), Path(out)
     if not source.is_file():

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from disviz.core.limits import LimitError, check_parameters
 from disviz.importers.errors import ModelImportError, UnsafeCheckpointError
-from disviz.limits import LimitError, check_parameters
 
 __all__ = [
     "LazyTensor",

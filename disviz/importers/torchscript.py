@@ -32,8 +32,9 @@ from typing import Any
 
 import torch
 
+from disviz.core.errors import UserError
+from disviz.core.limits import parse_toml
 from disviz.data.base import DatasetInfo
-from disviz.errors import UserError
 from disviz.importers.base import LATENT_KINDS, ImportedConfig, ImportedModel, file_sha256
 from disviz.importers.errors import ModelImportError
 from disviz.models.base import ConfigError
@@ -127,8 +128,6 @@ def _first_line(exc: BaseException) -> str:
 
 def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The import TOML, checked: known keys, files that exist, latent kinds known."""
-    from disviz.sweeps import parse_toml
-
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 
 #: observations (whatever ``images_from_factors`` returns) [N, ...] -> latents [N, D]
 EncodeFn = Callable[[Any], np.ndarray]

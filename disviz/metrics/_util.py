@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 
 
 def check_inputs(latents: Any, factors: Any, metric: str, min_n: int = 2) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 from disviz.metrics._sampling import EncodeFn, FactorPool, FactorSource, encode_classes, varying_factors
 
 SAMPLING = ("fresh", "pool")

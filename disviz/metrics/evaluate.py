@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 from disviz.metrics._util import to_jsonable, versions
 from disviz.metrics.betavae_score import betavae_score
 from disviz.metrics.dci import dci
@@ -113,7 +113,7 @@ def score_latents(
 def check_eval_request(n: object, seed: object, option: str = "--n", seed_option: str = "--seed") -> None:
     """What ``evaluate`` accepts, checked before anything is encoded (and by sweep specs before they
     start): 20 <= n <= MAX_EVAL_SAMPLES within the memory budget, and a seed every generator takes."""
-    from disviz.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count, check_seed
+    from disviz.core.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count, check_seed
 
     if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 20:
         raise MetricError(f"evaluate needs {option} >= 20 samples (got {n}); the metrics are meaningless below that")
@@ -311,10 +311,10 @@ def evaluate_checkpoint(
     instead of a report of old weights stored into a newer card; the weights' digest is checked
     again before storing for the same reason.
     """
-    from disviz.checkpoints import MODEL_FILE, checkpoint_lock, load_checkpoint, read_card, update_card
+    from disviz.core.device import pick_device
+    from disviz.core.errors import CheckpointError
     from disviz.data import load_dataset
-    from disviz.device import pick_device
-    from disviz.errors import CheckpointError
+    from disviz.engine.checkpoints import MODEL_FILE, checkpoint_lock, load_checkpoint, read_card, update_card
 
     read_card(path)  # a missing path, a file or a folder without a card: one clear error, no lock taken
     if not (Path(path) / MODEL_FILE).is_file():

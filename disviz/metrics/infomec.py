@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 from disviz.metrics._util import check_inputs, entropies, label_encode, mutual_info_matrix
 
 #: variant -> (n_neighbors, active rule, InfoE input mode)

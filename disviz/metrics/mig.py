@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 from disviz.metrics._util import check_inputs, entropies, histogram_discretize, label_encode, mutual_info_matrix
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 from disviz.metrics._util import histogram_discretize, mutual_info_matrix
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import MetricError
+from disviz.core.errors import MetricError
 from disviz.metrics._util import check_inputs, split
 
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from disviz.core.errors import TrainingError
 from disviz.data.base import DatasetInfo
-from disviz.errors import TrainingError
 
 
 class ConfigError(TrainingError, ValueError):

@@ -16,7 +16,7 @@ import html
 
 import numpy as np
 
-from disviz.figures import png_bytes
+from disviz.app.figures import png_bytes
 
 PIXELATED = "image-rendering: pixelated; image-rendering: crisp-edges;"
 

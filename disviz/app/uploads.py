@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from disviz.errors import DatasetError
+from disviz.core.errors import DatasetError
 
 __all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "UploadError", "load_upload"]
 

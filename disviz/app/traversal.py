@@ -1,7 +1,7 @@
 """Traversals: slider ranges per latent, traversal and codebook grids, interpolation, GIFs.
 
 Answers "what does moving one latent do?". Images are uint8 ``[N, 64, 64, C]``, latents float64
-``[N, D]``; each grid is one batched decode (``disviz.latents.decode``).
+``[N, D]``; each grid is one batched decode (``disviz.app.latents.decode``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from disviz.errors import UserError
-from disviz.latents import decode, encode
+from disviz.app.latents import decode, encode
+from disviz.core.errors import UserError
 
 __all__ = [
     "prior_sample",
@@ -216,7 +216,7 @@ def traversal_gif(tiles: np.ndarray, fps: float = 10.0, gutter: int = 2, scale: 
     """
     import imageio.v3 as iio
 
-    from disviz.figures import compose_grid
+    from disviz.app.figures import compose_grid
 
     tiles = np.asarray(tiles)
     if tiles.dtype != np.uint8:

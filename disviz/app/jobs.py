@@ -3,7 +3,7 @@
 Why a manager and not a loop in the page: a Streamlit script is aborted by the next full rerun
 (any widget change, a page switch, a browser reload), so training must run outside the script.
 ``TrainingManager`` owns one daemon ``threading.Thread`` per job, each running
-``disviz.train.train`` with a callback that writes a lock-protected snapshot (status, step,
+``disviz.engine.train.train`` with a callback that writes a lock-protected snapshot (status, step,
 loss / KL history, images/s, stage, error, checkpoint path). Pages only *read* snapshots (in a
 ``run_every`` fragment) and call ``stop``; the worker never touches ``st.*``.
 
@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from disviz.checkpoints import is_checkpoint
-from disviz.errors import TrainingError, UserError
+from disviz.core.errors import TrainingError, UserError
+from disviz.core.paths import runs_root
+from disviz.engine.checkpoints import is_checkpoint
 
 __all__ = [
     "JobSnapshot",
@@ -42,7 +43,6 @@ __all__ = [
     "TrainingManager",
     "checkpoints_version",
     "get_manager",
-    "runs_root",
     "suggest_run_name",
     "validate_run_name",
 ]
@@ -66,11 +66,6 @@ def _bump_version() -> None:
     global _version
     with _version_lock:
         _version += 1
-
-
-def runs_root() -> Path:
-    """Where the app writes trained checkpoints: ``$DISVIZ_RUNS`` or ``./runs``."""
-    return Path(os.environ.get("DISVIZ_RUNS") or "runs")
 
 
 def validate_run_name(name: str) -> str:
@@ -299,8 +294,8 @@ class TrainingManager:
         return job_id
 
     def _config(self, spec: JobSpec, out: Path) -> Any:
-        from disviz.device import pick_device
-        from disviz.train import TrainConfig
+        from disviz.core.device import pick_device
+        from disviz.engine.train import TrainConfig
 
         pick_device(spec.device)  # a bad device fails here, before any thread setting
         return TrainConfig(
@@ -322,7 +317,7 @@ class TrainingManager:
         )
 
     def _cpu_threads(self, spec: JobSpec) -> int | None:
-        from disviz.device import pick_device
+        from disviz.core.device import pick_device
 
         if self.num_threads and pick_device(spec.device).type == "cpu":
             return int(self.num_threads)
@@ -330,7 +325,7 @@ class TrainingManager:
 
     def _work(self, job: _Job, spec: JobSpec, out: Path) -> None:
         """The worker thread: run the engine, mirror its events into the snapshot."""
-        from disviz.train import train
+        from disviz.engine.train import train
 
         def on_event(ev: Any) -> None:
             with self._lock:

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from disviz.errors import UserError
+from disviz.core.errors import UserError
 
 __all__ = ["OutputPathError", "atomic_write", "check_output", "check_overwrite", "check_path_length"]
 

@@ -1,6 +1,6 @@
 """Sweeps started from the app: ``python -m disviz sweep`` as a background subprocess.
 
-Why a subprocess and not a thread like the Train page's jobs (``disviz.jobs``): a sweep's driver
+Why a subprocess and not a thread like the Train page's jobs (``disviz.app.jobs``): a sweep's driver
 owns a Ray session (one per process, with its own worker processes and signal handling), which
 must not live inside the Streamlit server, and a sweep outlasts browser sessions. The subprocess
 runs the exact CLI command a user would type, survives page switches and reloads, and a crash in
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from disviz.limits import LimitError, read_text_bounded
-from disviz.outputs import atomic_write
-from disviz.sweeps import SweepError, SweepSpec, parse_spec, parse_toml
+from disviz.core.limits import LimitError, parse_toml, read_text_bounded
+from disviz.core.outputs import atomic_write
+from disviz.sweeps.spec import SweepError, SweepSpec, parse_spec
 
 __all__ = [
     "APP_MAX_TRIALS",
@@ -70,7 +70,7 @@ max_retries = 2
 
 def validate_text(text: str, where: str = "spec") -> SweepSpec:
     """Parse and validate a spec typed in the page (same rules as the CLI, plus the app's size cap)."""
-    raw = parse_toml(text, where)
+    raw = parse_toml(text, where, error=SweepError)
     if "out" in raw:
         raise SweepError(f"{where}: the app writes sweeps under the runs folder; remove 'out'")
     spec = parse_spec(raw, where=where)

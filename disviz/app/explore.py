@@ -1,15 +1,15 @@
 """The app's one import: every function the pages call, re-exported from where it is defined.
 
-Why a facade: the pages (and their tests) import ``from disviz import explore as ex`` and call
+Why a facade: the pages (and their tests) import ``from disviz.app import explore as ex`` and call
 ``ex.<name>``, so one short import serves a page whatever it shows. The code lives in modules
 that each answer one question; library code imports those directly, never this module:
 
-- ``disviz.catalogue``: which checkpoints there are, the default one, opening one;
-- ``disviz.latents``: encode / decode and what a data sample says about each latent;
-- ``disviz.traversal``: slider ranges, traversal and codebook grids, interpolation, GIFs;
-- ``disviz.uploads``: uploaded base images;
-- ``disviz.reports``: scores and matrices in a stored metric report;
-- ``disviz.diagnostics.annealing_view``: the Annealing page's view of IFP results.
+- ``disviz.app.catalogue``: which checkpoints there are, the default one, opening one;
+- ``disviz.app.latents``: encode / decode and what a data sample says about each latent;
+- ``disviz.app.traversal``: slider ranges, traversal and codebook grids, interpolation, GIFs;
+- ``disviz.app.uploads``: uploaded base images;
+- ``disviz.app.reports``: scores and matrices in a stored metric report;
+- ``disviz.app.annealing_view``: the Annealing page's view of IFP results.
 
 Patching a name here (``monkeypatch.setattr(explore, ...)``) does not reach the code that uses it;
 patch the defining module.
@@ -17,10 +17,16 @@ patch the defining module.
 
 from __future__ import annotations
 
-from disviz.catalogue import (
+from disviz.app.annealing_view import (
+    annealing_files,
+    annealing_summary,
+    annealing_view,
+    recipe_comparison,
+    recipe_twins,
+)
+from disviz.app.catalogue import (
     SCAN_LIMITS,
     CheckpointEntry,
-    checkpoint_roots,
     dataset_for_card,
     default_entry,
     display_path,
@@ -28,14 +34,7 @@ from disviz.catalogue import (
     load_model,
     scan_folder,
 )
-from disviz.diagnostics.annealing_view import (
-    annealing_files,
-    annealing_summary,
-    annealing_view,
-    recipe_comparison,
-    recipe_twins,
-)
-from disviz.latents import (
+from disviz.app.latents import (
     LatentStats,
     decode,
     encode,
@@ -46,8 +45,8 @@ from disviz.latents import (
     row_labels,
     sort_latents,
 )
-from disviz.reports import SCORES, find_matrix, report_settings, score_table, stage_starts
-from disviz.traversal import (
+from disviz.app.reports import SCORES, find_matrix, report_settings, score_table, stage_starts
+from disviz.app.traversal import (
     RANGE_MODES,
     SliderSpec,
     codebook_grid,
@@ -61,7 +60,8 @@ from disviz.traversal import (
     traversal_values,
     triangle_wave,
 )
-from disviz.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UploadError, load_upload
+from disviz.app.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UploadError, load_upload
+from disviz.core.paths import checkpoint_roots
 
 __all__ = [
     "MAX_UPLOAD_BYTES",

@@ -40,10 +40,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from disviz.core.errors import CheckpointError, TrainingError
+from disviz.core.limits import LimitError, check_parameters, read_text_bounded
+from disviz.core.outputs import check_path_length
+from disviz.core.paths import checkpoint_roots
 from disviz.data.base import DatasetInfo
-from disviz.errors import CheckpointError, TrainingError
-from disviz.limits import LimitError, check_parameters, read_text_bounded
-from disviz.outputs import check_path_length
 
 __all__ = [
     "CARD_FILE",
@@ -55,7 +56,6 @@ __all__ = [
     "checkpoint_lock",
     "checkpoint_summary",
     "check_not_foreign",
-    "default_checkpoint_roots",
     "is_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -492,7 +492,7 @@ def update_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
 
 
 def _model_registry() -> Mapping[str, type]:
-    from disviz.importers import IMPORTED_MODELS  # models converted from other libraries (view only)
+    from disviz.importers.models import IMPORTED_MODELS  # models converted from other libraries (view only)
     from disviz.models import MODELS
 
     return {**MODELS, **IMPORTED_MODELS}
@@ -654,16 +654,6 @@ def _match_param_layout(opt: torch.optim.Optimizer) -> None:
                     st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
-def default_checkpoint_roots() -> list[Path]:
-    """Where the app and CLI look for checkpoints: ./checkpoints, then $DISVIZ_CHECKPOINTS
-    (os.pathsep-separated folders)."""
-    roots = [Path("checkpoints")]
-    for part in os.environ.get("DISVIZ_CHECKPOINTS", "").split(os.pathsep):
-        if part.strip():
-            roots.append(Path(part.strip()).expanduser())
-    return roots
-
-
 SCAN_MAX_FOLDERS = 20_000
 SCAN_TIME_LIMIT_S = 5.0
 
@@ -692,9 +682,9 @@ def scan_checkpoints(
 
 def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None) -> list[Path]:
     """Checkpoint folders (those holding card.json) under ``roots``, sorted; hidden folders skipped;
-    each root's walk is bounded (``scan_checkpoints``). ``roots=None`` means ``default_checkpoint_roots()``."""
+    each root's walk is bounded (``scan_checkpoints``). ``roots=None`` means ``disviz.core.paths.checkpoint_roots()``."""
     if roots is None:
-        roots = default_checkpoint_roots()
+        roots = checkpoint_roots()
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
     found: set[Path] = set()

@@ -11,8 +11,9 @@ for refusing absurd requests, not for packing memory tightly.
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from disviz.errors import UserError
+from disviz.core.errors import UserError
 
 __all__ = [
     "MAX_ANNEAL_RUNS",
@@ -32,6 +33,7 @@ __all__ = [
     "check_parameters",
     "check_seed",
     "memory_budget",
+    "parse_toml",
     "read_text_bounded",
 ]
 
@@ -188,3 +190,19 @@ def read_text_bounded(path: str | os.PathLike[str], what: str, maximum: int = MA
     check_memory(f"{what} {path} ({size / 1e6:,.1f} MB)", size * JSON_BYTES_PER_BYTE, "use a smaller file")
     with open(path, encoding="utf-8") as f:
         return f.read(maximum + 1)
+
+
+def parse_toml(text: str, where: str, error: type[UserError] = UserError) -> dict[str, Any]:
+    """TOML text -> dict with the standard library's tomllib (Python 3.11+; ``tomli`` on 3.10);
+    a syntax error is one ``error`` line naming ``where``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise error("TOML files need Python 3.11+ (tomllib) or `pip install tomli`") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{where}: not valid TOML ({exc})") from None

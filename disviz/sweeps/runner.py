@@ -1,6 +1,6 @@
 """Running a sweep on Ray: one Ray task per trial, the engine inside it, faults handled by the driver.
 
-Why Ray core tasks (not Ray Tune): a trial is just ``disviz.train.train`` then the ``evaluate``
+Why Ray core tasks (not Ray Tune): a trial is just ``disviz.engine.train.train`` then the ``evaluate``
 path, writing an ordinary checkpoint folder; Ray only places tasks by resources (CPUs, GPUs or
 fractions of one) on a local machine or on an existing cluster (``address``), so the same spec
 runs unchanged on a laptop or on many GPUs. Ray is imported here only, so ``--help`` and the app
@@ -33,8 +33,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from disviz.errors import TrainingError
-from disviz.sweeps import FINISHED, SPEC_FILE, SweepError, SweepResults, SweepSpec, Trial, expand_trials
+from disviz.core.errors import TrainingError
+from disviz.core.paths import SPEC_FILE
+from disviz.sweeps.results import SweepResults
+from disviz.sweeps.spec import FINISHED, SweepError, SweepSpec, Trial, expand_trials
 
 __all__ = ["CRASH_ENV", "default_num_cpus", "ray_session", "run_sweep", "run_trial"]
 
@@ -42,7 +44,7 @@ __all__ = ["CRASH_ENV", "default_num_cpus", "ray_session", "run_sweep", "run_tri
 #: attempt of every trial (whose id contains TEXT) kill its worker process at the first progress
 #: event at or after STEP, once per trial (a marker file next to its folder remembers it)
 CRASH_ENV = "DISVIZ_SWEEP_CRASH"
-#: how the engine's non-finite-loss stop words its TrainingError (disviz/train.py, _Run._loop)
+#: how the engine's non-finite-loss stop words its TrainingError (disviz/engine/train.py, _Run._loop)
 NAN_PREFIX = "training diverged"
 
 
@@ -69,9 +71,9 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     os.environ["LOKY_MAX_CPU_COUNT"] = str(threads)  # DCI's forest uses n_jobs=-1: hold it to our share
     import torch
 
-    from disviz.checkpoints import is_checkpoint, read_card, update_card
+    from disviz.engine.checkpoints import is_checkpoint, read_card, update_card
+    from disviz.engine.train import TrainConfig, train
     from disviz.metrics.evaluate import evaluate_checkpoint
-    from disviz.train import TrainConfig, train
 
     torch.set_num_threads(threads)
     trial, res, ev = task["trial"], task["resources"], task["eval"]
@@ -243,7 +245,7 @@ def run_sweep(
     trials = expand_trials(spec)
     folder = spec.out.resolve()
     SweepResults(folder, spec).check_start(resume)  # refuse before starting Ray or writing anything
-    from disviz.outputs import atomic_write
+    from disviz.core.outputs import atomic_write
 
     with ray_session(address, num_cpus, num_gpus) as ray:
         cluster = ray.cluster_resources()
@@ -374,7 +376,7 @@ def _bench_train(out: str, steps: int, seed: int) -> float:
     """One short training run (the standard conv β-VAE, batch 32, 1 thread); its wall seconds."""
     import torch
 
-    from disviz.train import TrainConfig, train
+    from disviz.engine.train import TrainConfig, train
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from disviz.figures import PALETTE, heatmap
-from disviz.sweeps import spearman_matrix, table_columns
+from disviz.app.figures import PALETTE, heatmap
+from disviz.sweeps.results import spearman_matrix, table_columns
 
 __all__ = ["group_choices", "rank_correlation_figure", "score_distribution_figure", "sweep_metrics"]
 

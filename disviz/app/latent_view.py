@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from disviz.latents import LatentStats
+from disviz.app.latents import LatentStats
 
 __all__ = ["informative_pair", "picked_point"]
 

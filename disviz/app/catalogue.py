@@ -11,14 +11,17 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from disviz.checkpoints import (
+from disviz.core.errors import CheckpointError
+from disviz.core.paths import is_sweep_trial
+from disviz.data.base import GroundTruthDataset
+from disviz.engine.checkpoints import (
     SCAN_MAX_FOLDERS,
     SCAN_TIME_LIMIT_S,
     checkpoint_summary,
@@ -27,34 +30,16 @@ from disviz.checkpoints import (
     read_card,
     scan_checkpoints,
 )
-from disviz.data.base import GroundTruthDataset
-from disviz.errors import CheckpointError
 
 __all__ = [
     "SCAN_LIMITS",
     "CheckpointEntry",
-    "checkpoint_roots",
     "dataset_for_card",
     "default_entry",
     "list_entries",
     "load_model",
     "scan_folder",
 ]
-
-
-def checkpoint_roots(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
-    """Folders the app searches: ./checkpoints, the Train page's runs folder, $DISVIZ_CHECKPOINTS, extras."""
-    from disviz.jobs import runs_root
-
-    roots = [Path("checkpoints"), runs_root()]
-    env = os.environ.get("DISVIZ_CHECKPOINTS", "")
-    roots += [Path(p) for p in env.split(os.pathsep) if p.strip()]
-    roots += [Path(p) for p in extra if str(p).strip()]
-    out: list[Path] = []
-    for r in roots:
-        if r not in out:
-            out.append(r)
-    return out
 
 
 @dataclass
@@ -85,8 +70,6 @@ def list_entries(
     near-identical runs that would bury the picker; the Sweeps page opens them by putting their
     path in ``include``, which lists it whatever its folder.
     """
-    from disviz.sweeps import is_sweep_trial
-
     out = []
     extra = [Path(p).resolve() for p in include if str(p).strip()]
     for path in list_checkpoints(roots):
@@ -140,8 +123,6 @@ def _remembered_entry(path: Path) -> CheckpointEntry | None:
 
 
 def _entry(path: Path) -> CheckpointEntry | None:
-    from disviz.sweeps import is_sweep_trial
-
     name = display_path(path)
     try:
         mtime = max((path / f).stat().st_mtime for f in ("card.json", "model.safetensors") if (path / f).exists())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from disviz.errors import UserError
+from disviz.core.errors import UserError
 
 
 def pick_device(preference: str | None = "auto") -> torch.device:

@@ -30,7 +30,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from disviz.checkpoints import (
+from disviz.core.device import pick_device
+from disviz.core.errors import TrainingError, UserError
+from disviz.core.limits import check_batch, check_parameters, check_seed
+from disviz.core.outputs import check_output
+from disviz.engine.checkpoints import (
     check_not_foreign,
     checkpoint_lock,
     is_checkpoint,
@@ -39,10 +43,6 @@ from disviz.checkpoints import (
     save_checkpoint,
     versions,
 )
-from disviz.device import pick_device
-from disviz.errors import TrainingError, UserError
-from disviz.limits import check_batch, check_parameters, check_seed
-from disviz.outputs import check_output
 
 __all__ = [
     "TrainConfig",
@@ -836,7 +836,7 @@ def engine_ips(cfg: TrainConfig, warmup: int) -> float:
 
 def read_train_settings(out: str | os.PathLike[str]) -> dict[str, Any]:
     """The engine's speed settings as recorded in a checkpoint card's 'train' entry."""
-    from disviz.checkpoints import read_card
+    from disviz.engine.checkpoints import read_card
 
     train_info = read_card(out).get("train", {})
     keys = ("device", "amp", "channels_last", "optimizer_impl", "compile")
