@@ -130,7 +130,7 @@ def seed_runs(all_cards: dict[str, dict]) -> dict[str, list[dict]]:
 
 def record_seed_runs(all_cards: dict[str, dict]) -> list[str]:
     """Write ``seed_runs`` into each shipped seed-0 card that has extra seeds; returns the cards changed."""
-    from disviz.engine.checkpoints import update_card
+    from disviz.engine.card import update_card
 
     changed = []
     for base, runs in seed_runs(all_cards).items():

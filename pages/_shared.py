@@ -24,6 +24,7 @@ import streamlit as st  # noqa: E402
 
 from disviz.app import explore  # noqa: E402
 from disviz.core.errors import UserError  # noqa: E402
+from disviz.engine.card import Card  # noqa: E402
 from disviz.serving.images import data_uri, img_html  # noqa: E402
 from pages._import_panel import import_panel  # noqa: E402
 
@@ -40,7 +41,7 @@ def device_name() -> tuple[str, str]:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading checkpoint…")
-def get_model(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:
+def get_model(path: str, mtime: float) -> tuple[Any, Card]:
     """One model per (path, mtime), shared by all sessions, eval mode on the GPU when present."""
     model, card = explore.load_model(path, device=device_name()[0])
     model.requires_grad_(False)
@@ -49,11 +50,13 @@ def get_model(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def get_dataset(key: str) -> Any:
-    return explore.dataset_for_card(json.loads(key))
+    return explore.dataset_for_card(Card.from_dict(json.loads(key)))
 
 
-def dataset_key(card: dict[str, Any]) -> str:
-    return json.dumps({"dataset": card.get("dataset"), "train": card.get("train") or {}}, sort_keys=True, default=str)
+def dataset_key(card: Card) -> str:
+    """The part of a card that decides its dataset (name, options, real file), as a cache key."""
+    train = card.train.to_dict() if card.train else {}
+    return json.dumps({"dataset": card.dataset, "train": train}, sort_keys=True, default=str)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Encoding a data sample…")
@@ -129,7 +132,7 @@ class Loaded:
     path: str
     mtime: float
     model: Any
-    card: dict[str, Any]
+    card: Card
     dataset: Any
 
     @property

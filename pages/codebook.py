@@ -26,7 +26,7 @@ model, dataset = ck.model, ck.dataset
 specs = model.latent_specs()
 if not specs or any(s.kind != "quantised" for s in specs):
     st.info(
-        f"This checkpoint is a **{ck.card.get('model')}** model: it has no codebook. "
+        f"This checkpoint is a **{ck.card.model}** model: it has no codebook. "
         "Pick a QLAE checkpoint in the sidebar (or train one on the Train page)."
     )
     st.stop()

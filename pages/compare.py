@@ -89,9 +89,9 @@ for col, path in zip(cols, chosen, strict=True):
             "image/png",
             key=f"compare_png_{path}",
         )
-        report = card.get("metrics") if isinstance(card.get("metrics"), dict) else None
+        report = card.metrics
         score_rows[e.path.name] = [v for _, v in ex.score_table(report)]
-        nmi = ex.find_matrix(report or {}, ("nmi", "mutual_info", "mi_matrix"), len(stats.factor_names))
+        nmi = ex.report_matrix(report, "nmi", len(stats.factor_names))
         if nmi is not None:
             o = argmax_order(nmi)
             st.plotly_chart(heatmap(nmi[:, o], stats.factor_names, [f"z{j}" for j in o]), key=f"compare_nmi_{path}")
@@ -100,7 +100,7 @@ for col, path in zip(cols, chosen, strict=True):
 
 if score_rows:
     st.subheader("Scores side by side")
-    df = pd.DataFrame(score_rows, index=[label for label, _ in ex.SCORES])
+    df = pd.DataFrame(score_rows, index=[title for title, _ in ex.score_table(None)])
     st.dataframe(df, key="compare_scores")
     download_bytes(
         "Download scores (CSV)", lambda: df.to_csv().encode("utf-8"), "compare_scores.csv", "text/csv", "compare_csv"

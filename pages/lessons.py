@@ -25,6 +25,7 @@ from disviz.app.figures import (
 )
 from disviz.core.errors import UserError
 from disviz.diagnostics.annealing import deft_stage_comparison, deft_thresholds, ordering_text
+from disviz.engine.card import Card
 from disviz.serving.images import data_uri
 from disviz.sweeps.results import load_results
 from pages._shared import _version, download_bytes, entries, get_model, get_stats, png_of, show_uri
@@ -40,12 +41,12 @@ SHIPPED_ROOT = Path("checkpoints").resolve()
 shipped = [
     e
     for e in entries(("checkpoints",), _version())
-    if e.card and not e.error and Path(e.path).resolve().parent.parent == SHIPPED_ROOT and e.card.get("seed", 0) == 0
+    if e.card and not e.error and Path(e.path).resolve().parent.parent == SHIPPED_ROOT and (e.card.seed or 0) == 0
 ]
 
 
 def by_dataset(name: str) -> dict:
-    return {Path(e.path).name: e for e in shipped if (e.card.get("dataset") or {}).get("name") == name}
+    return {Path(e.path).name: e for e in shipped if e.card.dataset_name == name}
 
 
 dsprites, shapes3d = by_dataset("dsprites"), by_dataset("shapes3d")
@@ -77,10 +78,9 @@ def codebook_uri(path: str, mtime: float) -> str:
     return data_uri(compose_grid(tiles, gutter=2))
 
 
-def nmi_of(card: dict) -> tuple[np.ndarray | None, list[str]]:
-    report = card.get("metrics") or {}
-    factors = list(report.get("factor_names") or (card.get("dataset") or {}).get("factor_names") or [])
-    return ex.find_matrix(report, ("nmi", "mutual_info", "mi_matrix"), len(factors)), factors
+def nmi_of(card: Card) -> tuple[np.ndarray | None, list[str]]:
+    factors = list((card.metrics.factor_names if card.metrics else None) or card.factor_names)
+    return ex.report_matrix(card.metrics, "nmi", len(factors)), factors
 
 
 def lesson_traversals() -> None:
@@ -246,8 +246,8 @@ latents; DeVAE keeps several latent spaces at different β and passes informatio
         shown += 1
         st.markdown(story["text"])
         stages = ex.stage_starts(card)
-        records = (card.get("tracks") or {}).get("diffusion") or []
-        factors = list((card.get("dataset") or {}).get("factor_names") or records[0].get("factors") or [])
+        records = card.diffusion()
+        factors = card.factor_names or list(records[0].get("factors") or [])
         c1, c2 = st.columns([3, 2])
         c1.plotly_chart(diffusion_figure(records, factors, stages), key=f"lesson6_nmi_{name}")
         c2.plotly_chart(metric_curve(story["steps"], story["mig"], stages), key=f"lesson6_mig_{name}")

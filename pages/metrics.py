@@ -31,7 +31,7 @@ stages (vertical lines) are meant to stop that.
 
 ck = require_checkpoint()
 card, info = ck.card, ck.dataset.info()
-report = card.get("metrics") if isinstance(card.get("metrics"), dict) else None
+report = card.metrics
 factors = list(info.factor_names)
 
 if report is None:
@@ -40,7 +40,7 @@ if report is None:
     preset = c1.selectbox("Preset", ["fast", "paper"], key="metrics_preset", help="fast: fewer samples, for the UI")
     n = c2.number_input("Samples", min_value=500, max_value=100_000, value=2_000, step=500, key="metrics_n")
     if c3.button("Compute metrics", key="metrics_compute", type="primary"):
-        from disviz.metrics.evaluate import evaluate
+        from disviz.engine.evaluate import evaluate
 
         bar = st.progress(0.0, text="Computing metrics…")
 
@@ -50,7 +50,7 @@ if report is None:
         try:
             model, _ = get_model(ck.path, ck.mtime)
             report = evaluate(model, ck.dataset, n=int(n), seed=0, preset=preset, progress=progress)
-            from disviz.engine.checkpoints import update_card
+            from disviz.engine.card import update_card
 
             update_card(ck.path, metrics=report)
         except UserError as exc:
@@ -82,8 +82,8 @@ def heatmap_figure(key: str, which: str, _matrix, _factors: tuple[str, ...], col
 
 
 if report is not None:
-    nmi = ex.find_matrix(report, ("nmi", "mutual_info", "mi_matrix"), len(factors))
-    imp = ex.find_matrix(report, ("importance",), len(factors))
+    nmi = ex.report_matrix(report, "nmi", len(factors))
+    imp = ex.report_matrix(report, "importance", len(factors))
     tab1, tab2 = st.columns(2)
     with tab1:
         st.subheader("NMI: factors × latents")
@@ -100,8 +100,8 @@ if report is not None:
                 if label.startswith("z") and label[1:].isdigit():
                     st.session_state["explore_focus"] = int(label[1:])
                     st.switch_page("pages/explore.py")
-            bins = (report.get("settings") or {}).get("mig_bins", "?")
-            n_used = f"{report['n']:,}" if isinstance(report.get("n"), int) else "?"
+            bins = (report.settings or {}).get("mig_bins", "?")
+            n_used = f"{report.n:,}" if report.n is not None else "?"
             st.caption(
                 f"Click a cell to open that latent's traversal. Estimator: the one MIG uses, on this report's "
                 f"{n_used} samples — {bins} equal-width bins per latent, plug-in I(z; v) / H(v). "
@@ -149,7 +149,7 @@ if report is not None:
     jump_panel()
 
 st.subheader("Information diffusion (NMI1 / NMI2 during training)")
-records = ((card.get("tracks") or {}).get("diffusion")) or []
+records = card.diffusion()
 if records:
     st.plotly_chart(diffusion_figure(records, factors, ex.stage_starts(card)), key="metrics_diffusion")
     st.caption("solid: NMI1 (best latent) · dotted: NMI2 (second best) · dashed lines: DEFT stage starts")

@@ -14,8 +14,8 @@ from streamlit.errors import StreamlitAPIException
 
 from disviz.core.errors import UserError
 from disviz.core.paths import checkpoint_roots, find_sweeps, runs_root
+from disviz.metrics.registry import label_of
 from disviz.sweeps.figures import (
-    METRIC_LABELS,
     group_choices,
     rank_correlation_figure,
     score_distribution_figure,
@@ -171,7 +171,7 @@ below) to open it in Explore or Metrics.
         st.info("No finished trials yet; their scores appear here as they arrive.")
     else:
         c = st.columns(2)
-        metric = c[0].selectbox("Score", metrics, key="sweeps_metric", format_func=lambda m: METRIC_LABELS.get(m, m))
+        metric = c[0].selectbox("Score", metrics, key="sweeps_metric", format_func=label_of)
         by = c[1].selectbox("Group by", group_choices(data), key="sweeps_by")
         event = st.plotly_chart(
             score_distribution_figure(data, metric, by),

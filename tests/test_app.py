@@ -146,7 +146,7 @@ def test_metrics_page_shows_stored_report_and_jumps_to_explore(env, tmp_path):
         "preset": "fast",
         "n": 500,
         "scores": {"infom": 0.42, "mig": 0.11},
-        "matrices": {"nmi": [[0.1 * ((i + j) % 3) for j in range(10)] for i in range(5)]},
+        "details": {"infomec": {"nmi": [[0.1 * ((i + j) % 3) for j in range(10)] for i in range(5)]}},
     }
     card["tracks"] = {
         "diffusion": [

@@ -9,6 +9,7 @@ the graph's level count is its longest path in nodes.
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -136,3 +137,22 @@ def test_layers_import_only_downwards(layer, forbidden):
             if layer == "disviz.core" and t.startswith("disviz.core"):
                 continue
             assert not t.startswith(forbidden), f"{module} imports {t}"
+
+
+def test_metrics_take_numbers_and_give_numbers():
+    """``disviz.metrics`` imports nothing of disviz but itself and the error classes (so a metric
+    never reaches for a model, a checkpoint or the data package)."""
+    for module, targets in EDGES.items():
+        if module == "disviz.metrics" or module.startswith("disviz.metrics."):
+            outside = {t for t in targets if not t.startswith("disviz.metrics") and t != "disviz.core.errors"}
+            assert not outside, f"{module} imports {sorted(outside)}"
+
+
+CARD_AS_DICT = re.compile(r"\bcard\[|\bcard\.get\(|\.card\[|\.card\.get\(")
+
+
+def test_few_files_read_the_card_as_a_dict():
+    """The card is typed (``disviz.engine.card``): the package, the pages and app.py read its fields."""
+    files = [*PACKAGE.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"]
+    touching = sorted(str(f.relative_to(ROOT)) for f in files if CARD_AS_DICT.search(f.read_text(encoding="utf-8")))
+    assert len(touching) <= 3, touching

@@ -22,19 +22,18 @@ from torch import nn
 from disviz.core import paths
 from disviz.core.errors import CheckpointError, TrainingError
 from disviz.data.base import BatchSampler, GroundTruthDataset
+from disviz.engine import card as card_module
 from disviz.engine import checkpoints
+from disviz.engine.card import CARD_FILE, Card, load_card, read_card, update_card
 from disviz.engine.checkpoints import (
-    CARD_FILE,
     MODEL_FILE,
-    checkpoint_lock,
     checkpoint_summary,
     list_checkpoints,
     load_checkpoint,
     load_optimizer_state,
-    read_card,
     save_checkpoint,
-    update_card,
 )
+from disviz.engine.folders import checkpoint_lock
 from disviz.models.base import DisentangledModel, ModelConfig, reconstruction_loss
 
 
@@ -164,8 +163,8 @@ def test_save_load_is_bitwise_identical(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == [CARD_FILE, MODEL_FILE]
     loaded, card = load_checkpoint(path)
     assert not loaded.training
-    assert card["format"] == "disviz-checkpoint" and card["format_version"] == 1
-    assert card["steps"] == 7 and "torch" in card["versions"] and card["created"]
+    assert card.format == "disviz-checkpoint" and card.format_version == 1
+    assert card.steps == 7 and "torch" in card.versions and card.created
     with torch.no_grad():
         assert torch.equal(loaded.encode(x), z)
         assert torch.equal(loaded.reconstruct(x), rec)
@@ -179,7 +178,7 @@ def test_half_precision_storage_loads_as_float32(tmp_path):
     half = save_checkpoint(tmp_path / "half", model, tiny_card(model), dtype="float16")
     assert (half / MODEL_FILE).stat().st_size < 0.6 * (full / MODEL_FILE).stat().st_size
     loaded, card = load_checkpoint(half)
-    assert card["storage_dtype"] == "float16"
+    assert card.storage_dtype == "float16"
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     x = batch()
     model.eval()
@@ -230,7 +229,7 @@ def test_failed_save_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path, monk
     def boom(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(checkpoints, "_write_json", boom)  # fails after the weights are written
+    monkeypatch.setattr(card_module, "write_json", boom)  # the card, written after the weights
     with pytest.raises(OSError, match="simulated"):
         save_checkpoint(path, model, tiny_card(model, steps=2))
     monkeypatch.undo()
@@ -267,7 +266,7 @@ def test_crash_between_renames_is_recovered(tmp_path):
         release.set()
         t.join()
     loaded, card = load_checkpoint(path)  # nobody writing: the crashed save is rolled back
-    assert card["steps"] == 3 and path.is_dir()
+    assert card.steps == 3 and path.is_dir()
 
 
 # --- validation --------------------------------------------------------------------------------------
@@ -347,15 +346,15 @@ def test_wrong_tensor_names_and_corrupt_weights(good):
 
 # --- cards, listing, summary --------------------------------------------------------------------------
 def test_update_card_list_and_summary(good, tmp_path):
-    report = {"infomec": {"infom": 0.4123, "infoe": 0.9}, "mig": 0.2, "dci": {"disentanglement": 0.5}}
+    report = {"scores": {"infom": 0.4123, "infoe": 0.9, "mig": 0.2, "dci_disentanglement": 0.5}}
     card = update_card(good, metrics=report)
-    assert read_card(good)["metrics"] == report == card["metrics"]
+    assert read_card(good)["metrics"] == report == card.metrics.to_dict()
     assert not any(p.name.startswith(".") for p in good.iterdir())
     with pytest.raises(CheckpointError):
         update_card(good, format_version=3)
-    line = checkpoint_summary(read_card(good))
+    line = checkpoint_summary(load_card(good))
     assert line == "tinyvae · tinysquares · 5 steps · InfoM 0.41 · InfoE 0.90 · MIG 0.20 · DCI-D 0.50"
-    assert checkpoint_summary({}) == "? · ? · ? steps"
+    assert checkpoint_summary(Card()) == "? · ? · 0 steps"
 
     model = tiny_model()
     save_checkpoint(tmp_path / "runs" / "b", model, tiny_card(model))
@@ -438,3 +437,28 @@ def test_model_uses_real_registry_when_available(tmp_path, monkeypatch):
     x = batch(4)
     with torch.no_grad():
         assert torch.equal(loaded.encode(x), model.encode(x))
+
+
+def test_every_shipped_card_round_trips_exactly_through_the_typed_card():
+    """Card.from_dict(...).to_dict() gives the file's JSON back, keys in the same order: the typed
+    card changes how code reads a card, never what is on disk."""
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    cards = sorted(root.rglob(CARD_FILE))
+    assert cards
+    for f in cards:
+        raw = json.loads(f.read_text())
+        assert json.dumps(Card.from_dict(raw).to_dict()) == json.dumps(raw), f
+
+
+def test_the_typed_card_keeps_unknown_keys_and_values_of_the_wrong_type():
+    raw = {"model": "x", "steps": 3, "metrics": "not a report", "train": {"segments": [{"from_step": 0}], "new": 1}}
+    card = Card.from_dict(raw)
+    assert card.metrics is None and card.extra["metrics"] == "not a report" and card.train.extra == {"new": 1}
+    assert card.to_dict() == raw and dict(card) == raw
+    card.drop("metrics")
+    card.train.segments[0].to_step = 5
+    assert card.to_dict() == {
+        "model": "x",
+        "steps": 3,
+        "train": {"segments": [{"from_step": 0, "to_step": 5}], "new": 1},
+    }

@@ -213,7 +213,8 @@ def test_config_validation_and_registry():
 
 
 def test_engine_round_trip_and_resume(tmp_path):
-    from disviz.engine.checkpoints import load_checkpoint, read_card
+    from disviz.engine.card import read_card
+    from disviz.engine.checkpoints import load_checkpoint
     from disviz.engine.train import TrainConfig, train
 
     cfg = dict(device="cpu", batch_size=10, log_every=2, overrides={"base_channels": 4, "hidden": 16})
@@ -268,7 +269,7 @@ def test_difference_encoder_learns_to_separate_dimensions(diff_loss):
 def test_collapse_guard_speaks_once_per_problem_and_is_on_the_card(tmp_path):
     """A DiD whose generator draws one image for every code is reported, in the event stream and
     on the card, instead of training on silently (issue 13's collapse guard)."""
-    from disviz.engine.checkpoints import read_card
+    from disviz.engine.card import read_card
     from disviz.engine.train import TrainConfig, train
 
     events = []

@@ -11,6 +11,7 @@ import torch
 
 from disviz.app import explore as ex
 from disviz.data import load_dataset
+from disviz.engine.card import Card, Report
 from disviz.models import create_model
 from disviz.models.base import LatentSpec
 
@@ -193,19 +194,27 @@ def test_codebook_grid_refuses_gaussian_models(vae):
 
 
 def test_report_helpers():
-    report = {
-        "preset": "fast",
-        "n": 1000,
-        "scores": {"infom": 0.4, "mig": 0.2, "dci": {"disentanglement": 0.3}},
-        "matrices": {"nmi": [[0.1, 0.9], [0.5, 0.0], [0.2, 0.2]]},  # latents x factors (3 x 2)
-    }
+    report = Report.from_dict(
+        {
+            "preset": "fast",
+            "n": 1000,
+            "scores": {"infom": 0.4, "mig": 0.2, "dci_disentanglement": 0.3},
+            "details": {
+                "infomec": {"nmi": [[0.1, 0.5, 0.2], [0.9, 0.0, 0.2]]},  # factors x latents (2 x 3)
+                "dci": {"importance": [[0.1, 0.9], [0.5, 0.0], [0.2, 0.2]]},  # latents x factors (3 x 2)
+            },
+        }
+    )
     table = dict(ex.score_table(report))
     assert table["InfoM (modularity)"] == 0.4 and table["MIG"] == 0.2 and table["DCI disentanglement"] == 0.3
     assert table["SAP"] is None
-    m = ex.find_matrix(report, ("nmi",), n_factors=2)
+    m = ex.report_matrix(report, "nmi", n_factors=2)
     assert m.shape == (2, 3) and m[1, 0] == 0.9
+    imp = ex.report_matrix(report, "importance", n_factors=2)  # transposed to factors x latents
+    assert imp.shape == (2, 3) and imp[0, 1] == 0.5
+    assert ex.report_matrix(report, "nmi", n_factors=5) is None and ex.report_matrix(None, "nmi", 2) is None
     assert ex.report_settings(report) == {"preset": "fast", "n": 1000}
-    card = {"history": {"step": [0, 10, 20, 30], "stage": [1, 1, 2, 3]}}
+    card = Card(history={"step": [0, 10, 20, 30], "stage": [1, 1, 2, 3]})
     assert ex.stage_starts(card) == [20, 30]
 
 
@@ -246,7 +255,7 @@ def test_the_app_opens_on_the_best_shipped_dsprites_model_by_mig():
 
     def entry(path: str, ds: str, mig: float | None, error: str | None = None) -> CheckpointEntry:
         card = {"dataset": {"name": ds}, "metrics": {"scores": {"mig": mig}} if mig is not None else {}}
-        return CheckpointEntry(Path(path), path, card, error)
+        return CheckpointEntry(Path(path), path, Card.from_dict(card), error)
 
     found = [
         entry("checkpoints/dsprites/ae", "dsprites", 0.05),

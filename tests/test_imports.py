@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from disviz.cli import main as cli_main
-from disviz.engine.checkpoints import load_checkpoint, read_card
+from disviz.engine.card import read_card
+from disviz.engine.checkpoints import load_checkpoint
 from disviz.importers import ModelImportError, UnsafeCheckpointError, detect_format, import_model
 from disviz.importers.disent import build_decoder, build_encoder
 from disviz.importers.safe_pickle import open_torch_archive, stub_name
@@ -72,10 +73,10 @@ def test_disent_matches_library(imported: dict[str, Path], name: str, dataset: s
     else:  # disent's decoder outputs pixels: disviz's sigmoid(decode) draws them (clamped to (0, 1))
         probs = torch.sigmoid(torch.from_numpy(logits)).numpy()
         assert np.abs(probs - np.clip(ref["logits"], 1e-4, 1 - 1e-4)).max() < TOL
-    imp = card["imported"]
+    imp = card.imported
     assert imp["format"] == "disent" and imp["library"] == "disent"
     assert imp["source_sha256"] == hashlib.sha256((FIXTURES / f"{name}.ckpt").read_bytes()).hexdigest()
-    assert card["steps"] == 4 and card["dataset"]["name"] == dataset
+    assert card.steps == 4 and card.dataset["name"] == dataset
 
 
 def test_disent_architecture_read_from_checkpoint(imported: dict[str, Path]) -> None:
@@ -93,7 +94,7 @@ def test_disent_architecture_read_from_checkpoint(imported: dict[str, Path]) -> 
 def test_imported_models_work_like_disviz_models(imported: dict[str, Path]) -> None:
     from disviz.app.catalogue import list_entries
     from disviz.app.latents import decode, encode
-    from disviz.metrics.evaluate import evaluate_checkpoint
+    from disviz.engine.evaluate import evaluate_checkpoint
 
     model, card = load_checkpoint(imported["disent_ae_linear"])
     specs = model.latent_specs()
@@ -122,7 +123,7 @@ def test_erow_deft_matches_their_frac_encoder(tmp_path: Path) -> None:
         assert np.abs(logvar.numpy() - ref["logvar"]).max() < TOL
         assert np.abs(model.decode(z).numpy() - ref["logits"]).max() < TOL
     # the stage their regulariser had reached (not stored by them): group 0 projected, 1 raw, 2–4 zero
-    assert card["config"]["stage"] == int(ref["stage"]) == 1 and card["imported"]["method"] == "DEFT"
+    assert card.config["stage"] == int(ref["stage"]) == 1 and card.imported["method"] == "DEFT"
     assert (mu[:, 2:] == 0).all()
 
 
@@ -131,7 +132,7 @@ def test_erow_devae_matches_every_space(tmp_path: Path) -> None:
     model, card = load_checkpoint(out)
     ref = np.load(FIXTURES / "erow_devae.npz")
     x, z = torch.from_numpy(ref["x"]), torch.from_numpy(ref["z"])
-    assert card["config"]["space"] == 0 and card["config"]["spaces"] == 3
+    assert card.config["space"] == 0 and card.config["spaces"] == 3
     with torch.no_grad():
         assert np.abs(model.encode(x).numpy() - ref["mean0"]).max() < TOL  # disviz shows space 0
         for s in range(3):
@@ -156,11 +157,11 @@ def test_qlae_matches_their_quantised_latents_codebooks_and_decoder(tmp_path: Pa
         assert np.abs(model.encode(x).numpy() - ref["z_quantized"]).max() < TOL
         assert np.abs(model.decode(z).numpy() - ref["logits"]).max() < TOL
         assert np.abs(model.decode(model.encode(x)).numpy() - ref["x_hat_logits"]).max() < TOL
-    assert np.abs(np.asarray(card["config"]["codebooks"]) - ref["codebooks"]).max() < TOL
+    assert np.abs(np.asarray(card.config["codebooks"]) - ref["codebooks"]).max() < TOL
     specs = model.latent_specs()
     assert all(s.kind == "quantised" for s in specs) and model.representation == "quantised"
     assert np.allclose(specs[0].values, ref["codebooks"][0])
-    assert card["imported"]["format"] == "qlae" and card["imported"]["config"] == "config.yaml"
+    assert card.imported["format"] == "qlae" and card.imported["config"] == "config.yaml"
 
 
 def test_qlae_bad_inputs(tmp_path: Path) -> None:
@@ -302,7 +303,7 @@ def test_fc_networks_import(tmp_path: Path, fake_disent: types.SimpleNamespace) 
     src = tmp_path / "fc.ckpt"
     _fake_ckpt(src, fake_disent, "EncoderFC", "DecoderFC", z=2)
     model, card = load_checkpoint(import_model(src, tmp_path / "m", "dsprites"))
-    assert card["config"]["encoder"] == "EncoderFC" and card["steps"] == 7
+    assert card.config["encoder"] == "EncoderFC" and card.steps == 7
     assert model.encode(torch.rand(2, 1, 64, 64)).shape == (2, 2)
 
 
@@ -392,7 +393,7 @@ def test_readme_torchscript_example(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     runpy.run_path(str(tmp_path / "example.py"), run_name="readme_example")
     assert cli_main(["import", "my_model.toml", "--out", "runs/imported/my_model", "--dataset", "dsprites"]) == 0
     model, card = load_checkpoint("runs/imported/my_model")
-    assert card["model"] == "torchscript" and card["imported"]["format"] == "torchscript"
+    assert card.model == "torchscript" and card.imported["format"] == "torchscript"
     enc, dec = torch.jit.load("encoder.pt"), torch.jit.load("decoder.pt")
     x = torch.rand(3, 1, 64, 64)  # x: [3, 1, 64, 64]
     with torch.no_grad():
@@ -400,7 +401,7 @@ def test_readme_torchscript_example(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         z = torch.randn(3, 4)
         assert (model.decode(z) - dec(z)).abs().max() < TOL
     assert all(s.kind == "deterministic" for s in model.latent_specs())
-    assert set(card["imported"]["files"]) == {"encoder.pt", "decoder.pt"}
+    assert set(card.imported["files"]) == {"encoder.pt", "decoder.pt"}
 
 
 def test_torchscript_single_module_and_codebooks(tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ from disviz.core import paths
 from disviz.core.errors import TrainingError
 from disviz.engine import checkpoints
 from disviz.engine import train as engine
-from disviz.engine.checkpoints import checkpoint_lock, is_checkpoint, read_card
+from disviz.engine.card import read_card
+from disviz.engine.checkpoints import is_checkpoint
+from disviz.engine.folders import checkpoint_lock
 
 
 @pytest.fixture

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from disviz.app import lessons
+from disviz.engine.card import Card
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def card(mig: float | None = None, recon: float | None = None, **extra) -> dict:
+def card(mig: float | None = None, recon: float | None = None, **extra) -> Card:
     scores = {k: v for k, v in (("mig", mig), ("reconstruction", recon)) if v is not None}
-    return {"metrics": {"scores": scores}, **extra}
+    return Card.from_dict({"metrics": {"scores": scores}, **extra})
 
 
 def test_a_model_that_does_not_reconstruct_is_never_the_entangled_example():
@@ -56,8 +57,8 @@ def test_the_beta_lesson_reads_one_family_and_states_the_measured_correlations()
 
 
 def test_the_qlae_lesson_says_who_leads_on_which_dataset():
-    q = {"metrics": {"scores": {"infom": 0.73, "infoe": 0.9}}}
-    b = {"metrics": {"scores": {"infom": 0.5, "infoe": 0.8}}}
+    q = Card.from_dict({"metrics": {"scores": {"infom": 0.73, "infoe": 0.9}}})
+    b = Card.from_dict({"metrics": {"scores": {"infom": 0.5, "infoe": 0.8}}})
     res = lessons.quantisation_gain(q, {"betavae": b}, "Shapes3D")
     assert res["leads"] and res["text"].startswith("On Shapes3D") and "above betavae" in res["text"]
     res = lessons.quantisation_gain(b, {"other": q}, "dSprites")
@@ -70,18 +71,18 @@ def test_the_diffusion_story_finds_the_peak_and_its_stage():
         {"step": 1000 * (i + 1), "mig": m, "stage": st} for i, (m, st) in enumerate([(0.1, 0), (0.32, 2), (0.2, 3)])
     ]
     story = lessons.diffusion_story(
-        {"model": "deft", "config": {"betas": [70, 30, 12, 1]}, "tracks": {"diffusion": track}}, "deft"
+        Card.from_dict({"model": "deft", "config": {"betas": [70, 30, 12, 1]}, "tracks": {"diffusion": track}}), "deft"
     )
     assert story["peak"] == 1
     assert "0.320 at step 2,000 (stage 3 of 4, β = 12)" in story["text"] and "(stage 4 of 4, β = 1)" in story["text"]
     assert "0.120 of it was lost" in story["text"]
-    assert lessons.diffusion_story({"tracks": {}}, "x") is None
+    assert lessons.diffusion_story(Card.from_dict({"tracks": {}}), "x") is None
 
 
 def test_the_lessons_page_on_the_shipped_models(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from disviz.engine.checkpoints import read_card
+    from disviz.engine.card import load_card
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
@@ -90,7 +91,7 @@ def test_the_lessons_page_on_the_shipped_models(monkeypatch):
     at = AppTest.from_file(str(REPO / "pages" / "lessons.py"), default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     shipped = {
-        p.name: read_card(p) for p in (REPO / "checkpoints" / "dsprites").iterdir() if (p / "card.json").is_file()
+        p.name: load_card(p) for p in (REPO / "checkpoints" / "dsprites").iterdir() if (p / "card.json").is_file()
     }
     ok, _ = lessons.reconstructing(shipped)
     pair = at.session_state["lesson1_pair"]

@@ -9,7 +9,7 @@ import pytest
 
 from disviz.core.errors import MetricError
 from disviz.metrics import betavae_score, completeness, dci, disentanglement, factorvae_score, infomec, mig, sap
-from disviz.metrics.evaluate import OracleSource
+from disviz.metrics._sampling import OracleSource
 
 K = 10
 SIZES = [10] * K

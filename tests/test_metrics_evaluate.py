@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 
 import numpy as np
@@ -13,8 +12,10 @@ import torch
 from disviz.cli.evaluate import cmd_evaluate
 from disviz.core.errors import MetricError
 from disviz.data import load_dataset
-from disviz.engine.checkpoints import read_card, save_checkpoint
-from disviz.metrics import evaluate as evaluate_fn
+from disviz.engine.card import read_card
+from disviz.engine.checkpoints import save_checkpoint
+from disviz.engine.evaluate import evaluate as evaluate_fn
+from disviz.metrics import registry
 from disviz.models import create_model
 
 # small n: sklearn warns that many classes look like regression targets
@@ -90,9 +91,7 @@ def test_cmd_evaluate_stores_report(setup, tmp_path, monkeypatch, capsys) -> Non
         "tracks": {},
     }
     path = save_checkpoint(tmp_path / "ck", model, card)
-    ev_mod = importlib.import_module("disviz.metrics.evaluate")  # the module; the package exports the function
-
-    monkeypatch.setitem(ev_mod.PRESETS, "fast", {**ev_mod.PRESETS["fast"], **SMALL})
+    monkeypatch.setitem(registry.PRESETS, "fast", {**registry.PRESETS["fast"], **SMALL})
     args = argparse.Namespace(
         checkpoint=str(path),
         n=40,

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from disviz.data import load_dataset
-from disviz.engine.checkpoints import load_checkpoint, read_card
+from disviz.engine.card import read_card
+from disviz.engine.checkpoints import load_checkpoint
 from disviz.engine.train import TrainConfig, train
 
 SIX = ["ae", "betavae", "betatcvae", "qlae", "deft", "devae"]
@@ -20,9 +21,9 @@ def test_model_trains_in_the_engine_and_loads_back(name, tmp_path):
         TrainConfig(name, "dsprites", tmp_path / name, steps=4, batch_size=8, device="cpu", log_every=2, overrides=TINY)
     )
     model, card = load_checkpoint(out)
-    assert card["model"] == name and card["steps"] == 4 and card["config"]["base_channels"] == 4
-    assert card["config"]["reduction"] in ("sum", "mean")
-    assert all(v is None or v == v for v in card["history"]["loss"])  # finite, logged
+    assert card.model == name and card.steps == 4 and card.config["base_channels"] == 4
+    assert card.config["reduction"] in ("sum", "mean")
+    assert all(v is None or v == v for v in card.history["loss"])  # finite, logged
     x = torch.from_numpy(load_dataset("dsprites").images([0, 1000, 5000])).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         z = model.encode(x)

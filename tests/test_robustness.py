@@ -36,7 +36,9 @@ from disviz.app.uploads import UploadError, load_upload
 from disviz.core.errors import CheckpointError, UserError
 from disviz.core.limits import LimitError, check_batch, check_images
 from disviz.diagnostics.annealing import AnnealConfig, AnnealingResultError, load_annealing_result, run_annealing
-from disviz.engine.checkpoints import checkpoint_lock, load_checkpoint, read_card, scan_checkpoints
+from disviz.engine.card import read_card
+from disviz.engine.checkpoints import load_checkpoint, scan_checkpoints
+from disviz.engine.folders import checkpoint_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "dsprites" / "betavae"
@@ -530,7 +532,7 @@ def test_32_2_huge_counts_from_the_cli_are_refused_within_2_gb(cli_runs, tmp_pat
 
 
 def test_32_2_the_memory_budget_names_itself_and_how_to_raise_it(monkeypatch, shipped_copy):
-    from disviz.metrics.evaluate import evaluate_checkpoint
+    from disviz.engine.evaluate import evaluate_checkpoint
 
     monkeypatch.setenv("DISVIZ_MEMORY_LIMIT_GB", "0.2")
     with pytest.raises(LimitError, match=r"--n 100,000 samples needs about 1\.2 GB, more than the memory budget "
@@ -544,7 +546,7 @@ def test_32_2_the_memory_budget_names_itself_and_how_to_raise_it(monkeypatch, sh
 @given(n=st.integers(max_value=0) | st.integers(min_value=10**6 + 1, max_value=10**40)
        | st.floats(allow_nan=True) | st.text(max_size=3) | st.booleans())  # fmt: skip
 def test_32_2_generated_counts_are_refused_by_every_entry_point(n):
-    from disviz.metrics.evaluate import check_eval_request
+    from disviz.engine.evaluate import check_eval_request
     from disviz.sweeps.spec import SweepError, parse_spec
 
     with bounded_allocation(16):
@@ -732,8 +734,8 @@ def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(cli_runs):
 @given(seed=st.integers(max_value=-1) | st.integers(min_value=2**32) | st.floats() | st.text(max_size=4)
        | st.booleans() | st.none())  # fmt: skip
 def test_32_4_generated_seeds_are_refused_wherever_seeds_are_accepted(tmp_path, seed):
+    from disviz.engine.evaluate import check_eval_request
     from disviz.engine.train import TrainConfig, train
-    from disviz.metrics.evaluate import check_eval_request
     from disviz.sweeps.spec import SweepError, parse_spec
 
     with pytest.raises(UserError, match="seed"):

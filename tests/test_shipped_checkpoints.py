@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from disviz.data import load_dataset
-from disviz.engine.checkpoints import list_checkpoints, load_checkpoint, read_card
+from disviz.engine.card import read_card
+from disviz.engine.checkpoints import list_checkpoints, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
 REPRODUCE = ROOT / "reproduce.sh"
@@ -153,7 +154,7 @@ def test_reconstructs_better_than_the_mean_image(name):
     objective, E(G(c)) ≈ c, which must beat the trivial estimate 0 (the prior mean)."""
     torch.manual_seed(0)
     model, card = load_checkpoint(_folder(name))
-    if card["model"] == "did":
+    if card.model == "did":
         with torch.no_grad():
             c = model.sample_codes(64, "cpu")  # [64, d]
             imgs = model.generate(c)  # [64, C, 64, 64]
@@ -161,7 +162,7 @@ def test_reconstructs_better_than_the_mean_image(name):
         assert torch.isfinite(imgs).all() and 0 <= imgs.min() and imgs.max() <= 1
         assert F.mse_loss(est, c) < 0.5 * c.pow(2).mean(), "E(G(c)) does not recover the code"
         return
-    ds = _dataset(card["dataset"]["name"], json.dumps(card["dataset"].get("options", {})))
+    ds = _dataset(card.dataset["name"], json.dumps(card.dataset.get("options", {})))
     rng = np.random.default_rng(0)
     ref, _ = ds.sample(256, rng)
     test, _ = ds.sample(32, rng)

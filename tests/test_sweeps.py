@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from disviz import cli
-from disviz.engine.checkpoints import is_checkpoint, read_card
+from disviz.engine.card import read_card
+from disviz.engine.checkpoints import is_checkpoint
 from disviz.sweeps.results import SweepResults, load_results, spearman_matrix
 from disviz.sweeps.spec import SweepError, expand_trials, load_spec, parse_spec
 

@@ -20,7 +20,9 @@ from disviz import cli
 from disviz.core.errors import TrainingError, UserError
 from disviz.engine import checkpoints
 from disviz.engine import train as engine
-from disviz.engine.checkpoints import checkpoint_lock, load_checkpoint, read_card
+from disviz.engine.card import read_card, update_card
+from disviz.engine.checkpoints import load_checkpoint
+from disviz.engine.folders import checkpoint_lock
 from disviz.engine.train import TrainConfig, TrainEvent, parse_key_values, speed_up_optimizers, train
 
 
@@ -157,7 +159,7 @@ def test_a_fresh_optimiser_may_change_the_learning_rate_and_the_segment_records_
     out, _ = run(cfg(tmp_path / "ck", steps=6))
     card = read_card(out)
     del card["train"]["segments"][0]["lr"]  # a card written before segments recorded their rate
-    checkpoints.update_card(out, train=card["train"])
+    update_card(out, train=card["train"])
     with pytest.raises(TrainingError, match=r"cannot change \['hidden'\]"):  # the model's shape may not
         run(cfg(out, steps=10, resume=True, reset_optimizer=True, overrides={"lr": 1e-9, "hidden": 3}))
     before = weights(out)

@@ -21,13 +21,13 @@ import torch
 from disviz.core.errors import CheckpointError
 from disviz.core.paths import is_sweep_trial
 from disviz.data.base import GroundTruthDataset
+from disviz.engine.card import Card, load_card
 from disviz.engine.checkpoints import (
     SCAN_MAX_FOLDERS,
     SCAN_TIME_LIMIT_S,
     checkpoint_summary,
     list_checkpoints,
     load_checkpoint,
-    read_card,
     scan_checkpoints,
 )
 
@@ -48,7 +48,7 @@ class CheckpointEntry:
 
     path: Path
     label: str
-    card: dict[str, Any] | None = None
+    card: Card | None = None
     error: str | None = None
     mtime: float = 0.0
 
@@ -129,18 +129,17 @@ def _entry(path: Path) -> CheckpointEntry | None:
     except (OSError, ValueError):
         mtime = 0.0
     try:
-        card = read_card(path)
+        card = load_card(path)
     except CheckpointError as exc:
         return CheckpointEntry(path, f"{name} — broken", None, str(exc), mtime)
-    if "annealing" in path.parts and "model" not in card:
+    if "annealing" in path.parts and card.model is None:
         return None
     prefix = ""
     if is_sweep_trial(path):
-        sweep = card.get("sweep")
-        name = sweep.get("sweep") if isinstance(sweep, dict) and sweep.get("sweep") else path.parent.name
+        name = (card.sweep or {}).get("sweep") or path.parent.name
         prefix = f"[sweep {name}] "
-    if isinstance(card.get("imported"), dict):  # converted from another library (disviz.importers)
-        prefix = f"[imported {card['imported'].get('format', '?')}] "
+    if card.imported is not None:  # converted from another library (disviz.importers)
+        prefix = f"[imported {card.imported.get('format', '?')}] "
     return CheckpointEntry(path, f"{prefix}{name} — {checkpoint_summary(card)}", card, None, mtime)
 
 
@@ -159,28 +158,25 @@ def default_entry(entries: Sequence[CheckpointEntry], dataset: str = "dsprites")
     ``seeds/`` folder: the extra seeds are there to show the spread, the shipped seed 0 is the model."""
     best, best_mig = None, -math.inf
     for e in entries:
-        card = e.card or {}
         parts = Path(display_path(Path(e.path))).parts
         shipped = parts[:1] == ("checkpoints",) and parts[1:2] != ("seeds",)
-        if e.error or (card.get("dataset") or {}).get("name") != dataset or not shipped:
+        if e.error or e.card is None or e.card.dataset_name != dataset or not shipped:
             continue
-        mig = ((card.get("metrics") or {}).get("scores") or {}).get("mig")
+        mig = e.card.scores.get("mig")
         if isinstance(mig, (int, float)) and math.isfinite(mig) and mig > best_mig:
             best, best_mig = e, float(mig)
     return best or next((e for e in entries if not e.error), entries[0] if entries else None)
 
 
-def dataset_for_card(card: dict[str, Any]) -> GroundTruthDataset:
+def dataset_for_card(card: Card) -> GroundTruthDataset:
     """The dataset a checkpoint was trained on (name, options and real file from its card)."""
     from disviz.data import load_dataset
 
-    ds = card.get("dataset") or {}
-    train = card.get("train") or {}
-    name = ds.get("name")
+    name = card.dataset_name
     if not name:
         raise CheckpointError("the checkpoint card names no dataset; retrain it with this disviz")
-    options = dict(ds.get("options") or {})
-    path = train.get("dataset_path")
+    options = card.dataset_options
+    path = card.train.dataset_path if card.train else None
     if path and not Path(path).exists():
         path = None  # moved machine: load_dataset falls back to $DISVIZ_DATA / procedural
     try:
@@ -189,6 +185,6 @@ def dataset_for_card(card: dict[str, Any]) -> GroundTruthDataset:
         return load_dataset(name, path=path)
 
 
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[Any, Card]:
     """(model in eval mode, card); a thin alias so pages never import checkpoints directly."""
     return load_checkpoint(path, device=device)

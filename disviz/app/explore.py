@@ -45,7 +45,7 @@ from disviz.app.latents import (
     row_labels,
     sort_latents,
 )
-from disviz.app.reports import SCORES, find_matrix, report_settings, score_table, stage_starts
+from disviz.app.reports import report_matrix, report_settings, score_table, stage_starts
 from disviz.app.traversal import (
     RANGE_MODES,
     SliderSpec,
@@ -68,7 +68,6 @@ __all__ = [
     "MAX_UPLOAD_PIXELS",
     "RANGE_MODES",
     "SCAN_LIMITS",
-    "SCORES",
     "CheckpointEntry",
     "LatentStats",
     "SliderSpec",
@@ -84,7 +83,7 @@ __all__ = [
     "default_entry",
     "display_path",
     "encode",
-    "find_matrix",
+    "report_matrix",
     "interpolate",
     "latent_stats",
     "list_entries",

@@ -10,7 +10,7 @@ loss / KL history, images/s, stage, error, checkpoint path). Pages only *read* s
 Output folders live under the runs root (``$DISVIZ_RUNS`` or ``./runs``), one folder per run
 name. Two jobs (from two browser sessions, or two clicks) can never write the same folder: the
 manager refuses a second job on a folder it is already training, and the engine's checkpoint
-lock (``checkpoints.checkpoint_lock``) is the backstop against other processes (the CLI).
+lock (``folders.checkpoint_lock``) is the backstop against other processes (the CLI).
 
 ``checkpoints_version()`` is a counter bumped whenever a job writes a checkpoint; the app's
 cached checkpoint list includes it in its cache key so new runs show up in the picker.

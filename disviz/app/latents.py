@@ -17,6 +17,7 @@ import torch
 
 from disviz.data.base import GroundTruthDataset, to_tensor_batch
 from disviz.metrics._util import entropies, histogram_discretize, label_encode, mutual_info_matrix
+from disviz.models.encoding import encode_batches, model_device
 
 __all__ = [
     "LatentStats",
@@ -31,28 +32,15 @@ __all__ = [
 ]
 
 
-def _device_of(model: torch.nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.inference_mode()
 def encode(model: Any, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """uint8 images [N, 64, 64, C] -> representation [N, D] (float64 numpy)."""
-    dev = _device_of(model)
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = to_tensor_batch(images[i : i + batch_size], dev)  # x: [B, C, 64, 64]
-        out.append(model.encode(x).float().cpu().numpy())
-    if not out:
-        return np.zeros((0, model.latent_dim))
-    return np.concatenate(out).astype(np.float64)
+    return encode_batches(model, images, batch_size).astype(np.float64)
 
 
 @torch.inference_mode()
 def decode(model: Any, z: np.ndarray) -> np.ndarray:
     """Latents [N, D] -> uint8 images [N, 64, 64, C]; one batched forward pass."""
-    dev = _device_of(model)
+    dev = model_device(model)
     zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=dev)  # zt: [N, D]
     probs = torch.sigmoid(model.decode(zt).float()).clamp_(0, 1)  # probs: [N, C, 64, 64]
     return (probs * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -124,7 +112,7 @@ def latent_stats(model: Any, dataset: GroundTruthDataset, n: int = 512, seed: in
     images, classes = dataset.sample(n, np.random.default_rng(seed))
     codes = encode(model, images)
     kl = None
-    x = to_tensor_batch(images[: min(n, 256)], _device_of(model))
+    x = to_tensor_batch(images[: min(n, 256)], model_device(model))
     kl_t = model.kl_per_latent(x)
     if kl_t is not None:
         kl = kl_t.float().cpu().numpy().astype(np.float64)

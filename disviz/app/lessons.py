@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from disviz.engine.card import Card
+from disviz.metrics.registry import finite_scores
+
 __all__ = [
     "BETA_SWEEP",
     "LESSONS",
@@ -44,13 +47,12 @@ BETA_SWEEP = "checkpoints/sweeps/dsprites_betavae_beta"  # the β-VAE sweep less
 RECONSTRUCTS_WITHIN = 5.0
 
 
-def scores_of(card: Mapping[str, Any]) -> dict[str, float]:
+def scores_of(card: Card) -> dict[str, float]:
     """The finite scores of a card's stored evaluate report ({} when it has none)."""
-    scores = ((card.get("metrics") or {}).get("scores")) or {}
-    return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    return finite_scores(card.scores)
 
 
-def reconstructing(cards: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, bool], float | None]:
+def reconstructing(cards: Mapping[str, Card]) -> tuple[dict[str, bool], float | None]:
     """Which models reconstruct their data (stored reconstruction ≤ RECONSTRUCTS_WITHIN × the best), and the bar.
 
     Why: a model whose decoder does not redraw real images shows black or noisy traversals; set
@@ -64,7 +66,7 @@ def reconstructing(cards: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, bo
     return {n: v is not None and v <= bar for n, v in recon.items()}, bar
 
 
-def contrast_pair(cards: Mapping[str, Mapping[str, Any]], metric: str = "mig") -> dict[str, Any] | None:
+def contrast_pair(cards: Mapping[str, Card], metric: str = "mig") -> dict[str, Any] | None:
     """A clean model (highest ``metric``) and an entangled one (lowest) among the models that reconstruct."""
     ok, bar = reconstructing(cards)
     scored = {name: scores_of(c).get(metric) for name, c in cards.items() if ok.get(name)}
@@ -145,9 +147,7 @@ def beta_sweep_tradeoff(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"rows": list(rows), "rho": rho, "text": text}
 
 
-def quantisation_gain(
-    qlae: Mapping[str, Any] | None, others: Mapping[str, Mapping[str, Any]], dataset: str = "dSprites"
-) -> dict[str, Any]:
+def quantisation_gain(qlae: Card | None, others: Mapping[str, Card], dataset: str = "dSprites") -> dict[str, Any]:
     """QLAE's InfoM / InfoE against the other models' (AE, β-VAE …) on one dataset, from the stored reports."""
     if qlae is None or not scores_of(qlae):
         return {"rows": [], "leads": None, "text": f"No shipped {dataset} QLAE with a stored report."}
@@ -198,21 +198,21 @@ def matrix_reading(nmi: np.ndarray, factor_names: Sequence[str], gap: float = 0.
     return {"rows": rows, "n_own": n_own, "text": text}
 
 
-def diffusion_story(card: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+def diffusion_story(card: Card, name: str) -> dict[str, Any] | None:
     """MIG over training from a card's diffusion track, and where it peaked and ended (stage, when staged).
 
     For DEFT the question is whether MIG is highest while β(t) > 1 and falls in the last, β = 1
     stage (information diffusing over more latents once the bottleneck opens); the sentence
     reports what the track holds, whichever way it goes.
     """
-    track = (card.get("tracks") or {}).get("diffusion") or []
+    track = card.diffusion()
     records = [r for r in track if isinstance(r.get("mig"), (int, float))]
     if len(records) < 2:
         return None
     steps = [int(r["step"]) for r in records]
     mig = [float(r["mig"]) for r in records]
     stages = [r.get("stage") for r in records]
-    betas = (card.get("config") or {}).get("betas") if card.get("model") == "deft" else None
+    betas = card.config.get("betas") if card.model == "deft" else None
     peak = int(np.argmax(mig))
 
     def where(i: int) -> str:

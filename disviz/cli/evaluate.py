@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 
 from disviz.core.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count
+from disviz.engine.evaluate import evaluate_checkpoint
+from disviz.metrics._sampling import OracleSource
 from disviz.metrics.betavae_score import betavae_score
 from disviz.metrics.dci import dci
-from disviz.metrics.evaluate import OracleSource, evaluate_checkpoint, format_report
 from disviz.metrics.factorvae import factorvae_score
 from disviz.metrics.infomec import infomec
 from disviz.metrics.mig import mig
 from disviz.metrics.nmi import nmi_diffusion
+from disviz.metrics.registry import format_report
 from disviz.metrics.sap import sap
 
 __all__ = ["cmd_bench", "cmd_evaluate"]

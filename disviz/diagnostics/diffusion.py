@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from disviz.data.base import GroundTruthDataset, to_tensor_batch
+from disviz.data.base import GroundTruthDataset
 from disviz.metrics.nmi import mig_from_nmi, nmi_diffusion
+from disviz.models.encoding import encode_batches
 
 
 class DiffusionTracker:
@@ -34,16 +35,15 @@ class DiffusionTracker:
     @torch.no_grad()
     def _encode(self, model: Any, batch: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
         """Fixed batch -> (z [n, D], per-space μ [S, n, D] for DeVAE else None)."""
-        device = next(model.parameters()).device
-        zs, spaces = [], []
-        per_space = hasattr(model, "spaces") and hasattr(model, "posterior")
-        for i in range(0, len(self.images), batch):
-            x = to_tensor_batch(self.images[i : i + batch], device)  # x: [b, C, 64, 64]
-            zs.append(model.encode(x).float().cpu().numpy())
-            if per_space:
-                mu0, lv0 = model.posterior(x)
-                spaces.append(model.spaces(mu0, lv0)[0].float().cpu().numpy())  # [S, b, d]
-        return np.concatenate(zs), (np.concatenate(spaces, axis=1) if spaces else None)
+        spaces = []
+
+        def per_space(start: int, x: torch.Tensor, z: torch.Tensor) -> None:  # x: [b, C, 64, 64]
+            mu0, lv0 = model.posterior(x)
+            spaces.append(model.spaces(mu0, lv0)[0].float().cpu().numpy())  # [S, b, d]
+
+        has_spaces = hasattr(model, "spaces") and hasattr(model, "posterior")
+        z = encode_batches(model, self.images, batch, each=per_space if has_spaces else None)  # [n, D]
+        return z, (np.concatenate(spaces, axis=1) if spaces else None)
 
     def __call__(self, model: Any, step: int) -> dict[str, Any]:
         was_training = model.training

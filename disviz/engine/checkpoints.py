@@ -22,17 +22,15 @@ Locks left by dead processes on this host are detected and removed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import platform
 import shutil
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,36 +38,36 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from disviz.core.errors import CheckpointError, TrainingError
+from disviz.core.errors import CheckpointError
 from disviz.core.limits import LimitError, check_parameters, read_text_bounded
-from disviz.core.outputs import check_path_length
 from disviz.core.paths import checkpoint_roots
 from disviz.data.base import DatasetInfo
+from disviz.engine.card import FORMAT, FORMAT_VERSION, Card, as_card, card_is_ours, load_card, write_card
+from disviz.engine.folders import (
+    CARD_FILE,
+    MODEL_FILE,
+    checkpoint_lock,
+    fsync_dir,
+    now,
+    recover_interrupted_swap,
+    write_json,
+)
+from disviz.metrics.registry import HEADLINE, finite_scores
 
 __all__ = [
-    "CARD_FILE",
-    "FORMAT",
-    "FORMAT_VERSION",
     "MODEL_FILE",
     "OPTIMIZER_FILE",
     "OPTIMIZER_JSON",
-    "checkpoint_lock",
     "checkpoint_summary",
     "check_not_foreign",
     "is_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_optimizer_state",
-    "read_card",
     "save_checkpoint",
-    "update_card",
     "versions",
 ]
 
-FORMAT = "disviz-checkpoint"
-FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-CARD_FILE = "card.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 OPTIMIZER_JSON = "optimizer.json"
 _OWN_FILES = {MODEL_FILE, CARD_FILE, OPTIMIZER_FILE, OPTIMIZER_JSON}
@@ -96,180 +94,6 @@ def versions() -> dict[str, str]:
 
         out["scikit-learn"] = sklearn.__version__
     return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, allow_nan=True, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy scalars / arrays
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise TypeError(f"card value of type {type(obj).__name__} is not JSON-serialisable")
-
-
-def _backups(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
-
-
-def _recover_interrupted_swap(path: Path) -> None:
-    """A crash between the two renames of a save leaves only the backup: put it back."""
-    if path.exists():
-        return
-    backups = [b for b in _backups(path) if (b / CARD_FILE).is_file() and (b / MODEL_FILE).is_file()]
-    if backups:
-        with contextlib.suppress(OSError):
-            os.replace(backups[-1], path)
-
-
-def _settle(path: Path, wait_s: float = 0.5) -> None:
-    """Readers: if ``path`` is missing but a backup exists, a writer may be mid-swap; wait a
-    moment, then restore the backup only if nobody holds the writer lock (a crashed save)."""
-    if path.exists() or not _backups(path):
-        return
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        if path.exists():
-            return
-    with contextlib.suppress(TrainingError):
-        with checkpoint_lock(path, purpose="recover"):
-            _recover_interrupted_swap(path)
-
-
-# --- locking -------------------------------------------------------------------------------
-_held: dict[str, tuple[int, int]] = {}  # lock path -> (thread ident, depth)
-_held_guard = threading.Lock()
-
-
-def _lock_path(path: Path) -> Path:
-    path = Path(path).absolute()
-    return path.parent / f".{path.name}.lock"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _lock_is_stale(lock: Path) -> bool:
-    try:
-        info = json.loads(lock.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        # unreadable / half-written: stale only when old (a writer may be mid-write)
-        with contextlib.suppress(OSError):
-            return time.time() - lock.stat().st_mtime > 30
-        return False
-    if info.get("host") != socket.gethostname():
-        return False  # cannot check a pid on another machine
-    pid = int(info.get("pid", -1))
-    if pid == os.getpid():
-        # our own process: every live holder is in _held and was refused before we got here
-        return True
-    return not _pid_alive(pid)
-
-
-def _create_lock_file(lock: Path, path: Path, purpose: str, thread: int) -> None:
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(
-        {"pid": os.getpid(), "host": socket.gethostname(), "thread": thread, "purpose": purpose, "since": _now()}
-    )
-    for attempt in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if attempt == 0 and _lock_is_stale(lock):
-                with contextlib.suppress(FileNotFoundError):
-                    lock.unlink()
-                continue
-            try:
-                holder = json.loads(lock.read_text(encoding="utf-8"))
-                who = f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('purpose')}, since {holder.get('since')})"
-            except (OSError, ValueError):
-                who = "another process"
-            raise TrainingError(
-                f"checkpoint folder {path} is locked by {who}; wait for it to finish, or if that "
-                f"process is gone delete {lock}"
-            ) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(payload)
-        return
-
-
-@contextlib.contextmanager
-def checkpoint_lock(path: str | os.PathLike[str], purpose: str = "write") -> Iterator[Path]:
-    """Exclusive writer lock on the checkpoint folder ``path`` (re-entrant for the holding thread).
-
-    Raises TrainingError when another process or thread holds it. The lock is a sibling file
-    so it survives the folder being swapped by an atomic save.
-    """
-    lock = _lock_path(Path(path))
-    key = str(lock)
-    me = threading.get_ident()
-    with _held_guard:
-        if key in _held:
-            owner, depth = _held[key]
-            if owner == me:
-                _held[key] = (owner, depth + 1)
-                reentered = True
-            else:
-                raise TrainingError(
-                    f"checkpoint folder {Path(path)} is being written by another session of this app "
-                    f"(thread {owner}); wait until it finishes or choose another output folder"
-                )
-        else:
-            reentered = False
-            _held[key] = (me, 1)  # reserve before creating the file (no race with our own threads)
-    if not reentered:
-        try:
-            _create_lock_file(lock, Path(path), purpose, me)
-        except BaseException:
-            with _held_guard:
-                _held.pop(key, None)
-            raise
-    try:
-        yield lock
-    finally:
-        with _held_guard:
-            owner, depth = _held[key]
-            if depth > 1:
-                _held[key] = (owner, depth - 1)
-                release = False
-            else:
-                del _held[key]
-                release = True
-        if release:
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
 
 
 # --- saving --------------------------------------------------------------------------------
@@ -304,7 +128,7 @@ def _flatten_optimizers(optimizers: list[torch.optim.Optimizer]) -> tuple[dict[s
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: torch.nn.Module,
-    card: Mapping[str, Any],
+    card: Card | Mapping[str, Any],
     optimizers: list[torch.optim.Optimizer] | None = None,
     *,
     dtype: str = "float32",
@@ -324,7 +148,7 @@ def save_checkpoint(
     store = _STORAGE_DTYPES[dtype]
     with checkpoint_lock(path, purpose="save"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        _recover_interrupted_swap(path)
+        recover_interrupted_swap(path)
         if path.exists() and not path.is_dir():
             raise CheckpointError(f"{path} exists and is not a folder; choose another checkpoint path")
         check_not_foreign(path, option="checkpoint folder")
@@ -342,21 +166,20 @@ def save_checkpoint(
                     t = t.to(store)
                 state[k] = t.contiguous().clone()
             save_file(state, str(tmp / MODEL_FILE), metadata={"format": FORMAT, "dtype": dtype})
-            full = dict(card)
-            full["format"] = FORMAT
-            full["format_version"] = FORMAT_VERSION
-            full.setdefault("versions", versions())
-            full.setdefault("created", _now())
-            full["saved"] = _now()
-            full["storage_dtype"] = dtype
+            full = dataclasses.replace(as_card(card))  # a copy: the caller's card keeps its fields
+            full.format, full.format_version = FORMAT, FORMAT_VERSION
+            full.versions = full.versions or versions()
+            full.created = full.created or now()
+            full.saved = now()
+            full.storage_dtype = dtype
             if optimizers or extra_tensors:
                 tensors, meta = _flatten_optimizers(list(optimizers or []))
                 for k, v in (extra_tensors or {}).items():
                     tensors[f"extra.{k}"] = v.detach().to("cpu").contiguous().clone()
                 meta["extra_keys"] = sorted(extra_tensors or {})
                 save_file(tensors, str(tmp / OPTIMIZER_FILE))
-                _write_json(tmp / OPTIMIZER_JSON, meta)
-            _write_json(tmp / CARD_FILE, full)
+                write_json(tmp / OPTIMIZER_JSON, meta)
+            write_card(tmp, full)
             if path.is_dir():  # keep files others put into the folder
                 for entry in path.iterdir():
                     if entry.name not in _OWN_FILES and not (tmp / entry.name).exists():
@@ -368,33 +191,24 @@ def save_checkpoint(
                 if f.is_file():
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             # swap: path -> backup, tmp -> path, drop backup
             backup = None
             if path.exists():
                 backup = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
                 os.replace(path, backup)
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             if backup is not None:
                 shutil.rmtree(backup, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-            _recover_interrupted_swap(path)
+            recover_interrupted_swap(path)
             raise
     return path
 
 
 # --- foreign folders ----------------------------------------------------------------------
-def _card_is_ours(card_file: Path) -> bool:
-    """``card_file`` is a card disviz wrote (its format key), read within the JSON size bound."""
-    try:
-        card = json.loads(read_text_bounded(card_file, "card"))
-    except (OSError, UnicodeDecodeError, ValueError, LimitError):
-        return False
-    return isinstance(card, dict) and card.get("format") == FORMAT
-
-
 def check_not_foreign(path: str | os.PathLike[str], option: str = "--out") -> None:
     """Refuse a folder holding a checkpoint's files (weights, optimiser state) without a disviz card.
 
@@ -408,7 +222,7 @@ def check_not_foreign(path: str | os.PathLike[str], option: str = "--out") -> No
         present = sorted(name for name in _OWN_FILES if (p / name).exists())
     except OSError:
         return  # unreadable: the writer's own checks say so
-    if not present or (CARD_FILE in present and _card_is_ours(p / CARD_FILE)):
+    if not present or (CARD_FILE in present and card_is_ours(p / CARD_FILE)):
         return
     card = f"no {CARD_FILE}" if CARD_FILE not in present else f"its {CARD_FILE} was not written by disviz"
     raise CheckpointError(
@@ -424,73 +238,6 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
     return (p / CARD_FILE).is_file() and (p / MODEL_FILE).is_file()
 
 
-def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``card.json`` of a checkpoint folder, checked for format and version."""
-    path = check_path_length(path, "checkpoint folder", error=CheckpointError)
-    _settle(path)
-    if not path.exists():
-        raise CheckpointError(
-            f"checkpoint folder {path} does not exist; check the path (train one with `python -m disviz train`)"
-        )
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is a file, not a checkpoint folder; pass the folder that holds {CARD_FILE}")
-    card_file = path / CARD_FILE
-    if not card_file.is_file():
-        raise CheckpointError(
-            f"{path} has no {CARD_FILE}; it is not a disviz checkpoint folder (or it was copied incompletely)"
-        )
-    try:
-        card = json.loads(read_text_bounded(card_file, "card"))
-    except LimitError as exc:
-        raise CheckpointError(str(exc)) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{card_file} is not valid JSON ({exc}); restore it from a copy or retrain") from None
-    if not isinstance(card, dict):
-        raise CheckpointError(f"{card_file} must hold a JSON object, found {type(card).__name__}")
-    if card.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{card_file}: format is {card.get('format')!r}, expected {FORMAT!r}; not a disviz checkpoint"
-        )
-    version = card.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(
-            f"{card_file}: format_version {version!r} is not a valid version (expected {FORMAT_VERSION})"
-        )
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{card_file}: format_version {version} is newer than this disviz understands ({FORMAT_VERSION}); upgrade disviz"
-        )
-    steps = card.get("steps", 0)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise CheckpointError(f"{card_file}: 'steps' must be a non-negative integer, found {steps!r}; restore the card")
-    for key, typ in (("model", str), ("config", dict), ("dataset", dict)):
-        if key in card and not isinstance(card[key], typ):
-            raise CheckpointError(
-                f"{card_file}: {key!r} must be a JSON {typ.__name__}, found {type(card[key]).__name__}"
-            )
-    return card
-
-
-def update_card(path: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
-    """Set top-level card keys (e.g. ``metrics=report``) atomically; returns the new card."""
-    path = Path(path)
-    with checkpoint_lock(path, purpose="update card"):
-        card = read_card(path)
-        for key in ("format", "format_version"):
-            if key in fields:
-                raise CheckpointError(f"update_card cannot change {key!r}")
-        card.update(fields)
-        tmp = path / f".{CARD_FILE}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            _write_json(tmp, card)
-            os.replace(tmp, path / CARD_FILE)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-    return card
-
-
 def _model_registry() -> Mapping[str, type]:
     from disviz.importers.models import IMPORTED_MODELS  # models converted from other libraries (view only)
     from disviz.models import MODELS
@@ -498,25 +245,24 @@ def _model_registry() -> Mapping[str, type]:
     return {**MODELS, **IMPORTED_MODELS}
 
 
-def _build_model(card: dict[str, Any], where: Path, meta: bool = False) -> torch.nn.Module:
+def _build_model(card: Card, where: Path, meta: bool = False) -> torch.nn.Module:
     """The card's model; ``meta=True`` builds it on the meta device (shapes only, no memory) so
     hostile or mistyped configs are caught before anything is allocated."""
     registry = _model_registry()
-    name = card.get("model")
+    name = card.model
     if name not in registry:
         raise CheckpointError(f"{where}: unknown model {name!r}; this disviz knows {sorted(registry)}")
     cls = registry[name]
-    config = card.get("config")
-    if not isinstance(config, dict):
+    if "config" not in card.to_dict():
         raise CheckpointError(f"{where}: card has no 'config' object; the checkpoint is incomplete, retrain it")
     try:
-        cfg = cls.config_class.from_dict(config)
+        cfg = cls.config_class.from_dict(card.config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{where}: config does not fit model {name!r} ({exc}); was it written by another disviz version?"
         ) from None
     try:
-        info = DatasetInfo.from_dict(card["dataset"])
+        info = DatasetInfo.from_dict(card.dataset)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{where}: card 'dataset' entry is missing or malformed ({exc!r}); retrain the checkpoint"
@@ -530,24 +276,22 @@ def _build_model(card: dict[str, Any], where: Path, meta: bool = False) -> torch
         raise CheckpointError(f"{where}: cannot build model {name!r} from its card config ({exc})") from None
 
 
-def load_checkpoint(
-    path: str | os.PathLike[str], device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(model in eval mode on ``device``, card). Refuses malformed folders with CheckpointError.
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Card]:
+    """(model in eval mode on ``device``, its card). Refuses malformed folders with CheckpointError.
 
     Checks: folder and files exist, card JSON / format / version, model name known, config
     keys, tensor names and shapes equal to what the model expects. Weights stored in half
     precision are cast back to the model's dtype (float32).
     """
     path = Path(path)
-    card = read_card(path)
+    card = load_card(path)
     weights = path / MODEL_FILE
     if not weights.is_file():
         raise CheckpointError(f"{path} has no {MODEL_FILE}; the checkpoint is incomplete, retrain or copy it again")
     # shapes first, on the meta device: a card asking for a huge network is refused before allocation
     shapes = {k: tuple(v.shape) for k, v in _build_model(card, path, meta=True).state_dict().items()}
     try:
-        check_parameters(sum(math.prod(s) for s in shapes.values()), f"model {card['model']!r} of {path}")
+        check_parameters(sum(math.prod(s) for s in shapes.values()), f"model {card.model!r} of {path}")
     except LimitError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     try:
@@ -557,7 +301,7 @@ def load_checkpoint(
             unexpected = sorted(keys - set(shapes))
             if missing or unexpected:
                 raise CheckpointError(
-                    f"{weights}: tensors do not match model {card['model']!r} "
+                    f"{weights}: tensors do not match model {card.model!r} "
                     f"(missing {missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
                     f"{'…' if len(unexpected) > 5 else ''}); the weights belong to a different model or config"
                 )
@@ -565,7 +309,7 @@ def load_checkpoint(
                 stored = tuple(f.get_slice(k).get_shape())
                 if stored != shapes[k]:
                     raise CheckpointError(
-                        f"{weights}: tensor {k!r} has shape {stored} but model {card['model']!r} with this "
+                        f"{weights}: tensor {k!r} has shape {stored} but model {card.model!r} with this "
                         f"card config expects {shapes[k]}; card config and weights disagree, retrain the checkpoint"
                     )
             model = _build_model(card, path)
@@ -693,44 +437,9 @@ def list_checkpoints(roots: str | os.PathLike[str] | Iterable[str | os.PathLike[
     return sorted(found)
 
 
-_HEADLINE = (
-    ("infom", "InfoM"),
-    ("infoe", "InfoE"),
-    ("infoc", "InfoC"),
-    ("mig", "MIG"),
-    ("dci.disentanglement", "DCI-D"),
-    ("dci_disentanglement", "DCI-D"),
-)
-
-
-def _flat_numbers(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}".lower()
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)):
-            out[key] = float(v)
-        elif isinstance(v, Mapping):
-            out.update(_flat_numbers(v, key + "."))
-    return out
-
-
-def checkpoint_summary(card: Mapping[str, Any]) -> str:
+def checkpoint_summary(card: Card) -> str:
     """One line for pickers: 'betavae · dsprites · 300,000 steps · InfoM 0.41 · MIG 0.22'."""
-    ds = card.get("dataset") or {}
-    parts = [str(card.get("model", "?")), str(ds.get("name", "?")) if isinstance(ds, Mapping) else "?"]
-    steps = card.get("steps")
-    parts.append(f"{int(steps):,} steps" if isinstance(steps, (int, float)) else "? steps")
-    metrics = card.get("metrics")
-    if isinstance(metrics, Mapping):
-        flat = _flat_numbers(metrics)
-        shown: set[str] = set()
-        for key, label in _HEADLINE:
-            if label in shown:
-                continue
-            hit = next((v for k, v in flat.items() if k == key or k.endswith("." + key)), None)
-            if hit is not None:
-                parts.append(f"{label} {hit:.2f}")
-                shown.add(label)
+    parts = [str(card.model or "?"), str(card.dataset_name or "?"), f"{card.steps:,} steps"]
+    scores = finite_scores(card.scores)
+    parts += [f"{s.label} {scores[s.key]:.2f}" for s in HEADLINE if s.key in scores]
     return " · ".join(parts)

@@ -16,6 +16,7 @@ docs/methods.md#training-engine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from disviz.core.device import pick_device
 from disviz.core.errors import TrainingError, UserError
 from disviz.core.limits import check_batch, check_parameters, check_seed
 from disviz.core.outputs import check_output
+from disviz.engine.card import Card, Segment, TrainRecord, load_card
 from disviz.engine.checkpoints import (
     check_not_foreign,
     checkpoint_lock,
@@ -324,16 +326,13 @@ class _Run:
         """
         cfg = self.cfg
         model, card = load_checkpoint(self.out, "cpu")
-        if card["model"] != cfg.model:
+        if card.model != cfg.model:
+            raise TrainingError(f"{self.out} holds a {card.model!r} model, not {cfg.model!r}; use --model {card.model}")
+        if card.dataset_name != info.name:
             raise TrainingError(
-                f"{self.out} holds a {card['model']!r} model, not {cfg.model!r}; use --model {card['model']}"
+                f"{self.out} was trained on {card.dataset_name!r}, not {info.name!r}; use --dataset {card.dataset_name}"
             )
-        if card["dataset"].get("name") != info.name:
-            raise TrainingError(
-                f"{self.out} was trained on {card['dataset'].get('name')!r}, not {info.name!r}; "
-                f"use --dataset {card['dataset'].get('name')}"
-            )
-        saved_opts = json.loads(json.dumps(card["dataset"].get("options", {}), default=str))
+        saved_opts = json.loads(json.dumps(card.dataset_options, default=str))
         now_opts = json.loads(json.dumps(info.to_dict().get("options", {}), default=str))
         if saved_opts != now_opts:
             raise TrainingError(
@@ -353,12 +352,12 @@ class _Run:
                 f"only --steps and --batch-size may change{hint} (start a new run for other options)"
             )
         # segments from before this version carry no lr: they all ran at the saved config's rate
-        for seg in card.get("train", {}).get("segments", []):
-            seg.setdefault("lr", float(model.config.lr))
+        for seg in (card.train.segments if card.train else None) or []:
+            seg.lr = float(model.config.lr) if seg.lr is None else seg.lr
         model.config = new_config
-        card.pop("shipped", None)  # training on: no longer the shipped weights-only state
+        card.drop("shipped")  # training on: no longer the shipped weights-only state
         self.card = card
-        self.start = int(card.get("steps", 0))
+        self.start = card.steps
         return model
 
     def _build_new_model(self, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
@@ -371,23 +370,27 @@ class _Run:
             raise
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise TrainingError(f"cannot build model {cfg.model!r}: {exc}") from None
-        self.card = {
-            "model": cfg.model,
-            "config": model.config.to_dict(),
-            "dataset": info.to_dict(),
-            "seed": cfg.seed,
-            "steps": 0,
-            "history": {"step": [], "images_per_s": [], "stage": []},
-            "tracks": {},
-        }
+        self.card = Card(
+            model=cfg.model,
+            config=model.config.to_dict(),
+            dataset=info.to_dict(),
+            seed=cfg.seed,
+            steps=0,
+            history={"step": [], "images_per_s": [], "stage": []},
+            tracks={},
+        )
         self.start = 0
         return model
 
     def _adopt_model(self, model: torch.nn.Module, info: Any) -> None:
         """The model's config into the card; the run's length (``stop_at``) and batch size."""
-        self.card["config"] = model.config.to_dict()
-        self.card.setdefault("history", {"step": [], "images_per_s": [], "stage": []})
-        self.card.setdefault("tracks", {})
+        self.card.config = model.config.to_dict()
+        if self.card.history is None:
+            self.card.history = {"step": [], "images_per_s": [], "stage": []}
+        if self.card.tracks is None:
+            self.card.tracks = {}
+        if self.card.train is None:
+            self.card.train = TrainRecord()
         self.model = model
         self.total = int(model.config.steps)
         if self.cfg.stop_at is not None:
@@ -421,7 +424,7 @@ class _Run:
         elif self.resumed:
             extra = load_optimizer_state(self.out, self.optimizers, self.device)
             _restore_rng(extra, self.device)
-            rng_state = self.card.get("train", {}).get("sampler_rng")
+            rng_state = self.card.train.sampler_rng
             rng = getattr(self.sampler, "rng", None)
             if rng_state and isinstance(rng, np.random.Generator):
                 with contextlib.suppress(TypeError, ValueError, KeyError):
@@ -429,21 +432,22 @@ class _Run:
 
     def _open_segment(self) -> None:
         """What this run adds to the card's totals, and the record of this training segment."""
-        self.prev_wall = float(self.card.get("train", {}).get("wall_time_s", 0.0))
+        train = self.card.train
+        self.prev_wall = float(train.wall_time_s or 0.0)
         self.autocast = _autocast(self.device, self.cfg.amp)
         self.amp_used = "bf16" if not isinstance(self.autocast, contextlib.nullcontext) else "off"
-        train_info = self.card.get("train", {})
         # older cards have no count: their runs used one batch size throughout
-        self.prev_images = int(train_info.get("images_seen", self.start * int(train_info.get("batch_size", 0))))
-        self.segment = {
-            "from_step": self.start,
-            "optimizer": "fresh" if (not self.resumed or self.cfg.reset_optimizer) else "restored",
-            "amp": self.amp_used,
-            "device": str(self.device),
-            "batch_size": self.batch_size,
-            "lr": float(self.model.config.lr),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        seen = train.images_seen
+        self.prev_images = int(seen if seen is not None else self.start * int(train.batch_size or 0))
+        self.segment = Segment(
+            from_step=self.start,
+            optimizer="fresh" if (not self.resumed or self.cfg.reset_optimizer) else "restored",
+            amp=self.amp_used,
+            device=str(self.device),
+            batch_size=self.batch_size,
+            lr=float(self.model.config.lr),
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
         self.segment_recorded = False
 
     def _attach_hooks(self) -> None:
@@ -471,7 +475,9 @@ class _Run:
         message = self.model.health(losses, step)
         if not message:
             return
-        warnings = self.card.setdefault("train", {}).setdefault("warnings", [])
+        if self.card.train.warnings is None:
+            self.card.train.warnings = []
+        warnings = self.card.train.warnings
         kind = message.split(":", 1)[0]
         if any(w.get("message", "").split(":", 1)[0] == kind for w in warnings):
             return
@@ -495,7 +501,7 @@ class _Run:
         seconds = max(now - self.window_t - self.excluded, 1e-9)
         ips = self.window_n * self.batch_size / seconds
         stage = self._stage(step - 1)
-        hist = self.card["history"]
+        hist = self.card.history
         n_rows = len(hist["step"])
         for k in losses:
             hist.setdefault(k, [None] * n_rows)
@@ -533,7 +539,7 @@ class _Run:
             finally:
                 self.model.train()
             record.setdefault("step", step)
-            self.card["tracks"].setdefault(hook.name, []).append(record)
+            self.card.tracks.setdefault(hook.name, []).append(record)
             self.hook_steps.setdefault(hook.name, set()).add(step)
             self.excluded += time.perf_counter() - t0
             self.emit(
@@ -551,39 +557,36 @@ class _Run:
 
     def _save(self, step: int) -> None:
         t0 = time.perf_counter()
-        self.card["steps"] = step
-        self.card.pop("metrics", None)  # scores of an older step would be stale
-        self.card["versions"] = versions()
-        train_info = self.card.setdefault("train", {})
-        train_info.update(
-            {
-                "batch_size": self.batch_size,
-                "device": str(self.device),
-                "wall_time_s": self._wall(),
-                "dataset_path": _dataset_path(self.dataset, self.cfg.dataset_path),
-                "dataset_options": dict(self.cfg.dataset_options),
-                "amp": self.amp_used,
-                "channels_last": self.channels_last,
-                "optimizer_impl": self.optimizer_impl,
-                "compile": bool(self.cfg.compile),
-                "log_every": self.cfg.log_every,
-                "save_every": self.cfg.save_every,
-                "images_seen": self.prev_images + (step - self.start) * self.batch_size,
-            }
-        )
+        card = self.card
+        card.steps = step
+        card.drop("metrics")  # scores of an older step would be stale
+        card.versions = versions()
+        train = card.train
+        train.batch_size = self.batch_size
+        train.device = str(self.device)
+        train.wall_time_s = self._wall()
+        train.dataset_path = _dataset_path(self.dataset, self.cfg.dataset_path)
+        train.dataset_options = dict(self.cfg.dataset_options)
+        train.amp = self.amp_used
+        train.channels_last = self.channels_last
+        train.optimizer_impl = self.optimizer_impl
+        train.compile = bool(self.cfg.compile)
+        train.log_every = self.cfg.log_every
+        train.save_every = self.cfg.save_every
+        train.images_seen = self.prev_images + (step - self.start) * self.batch_size
         # one record per training segment (the first run and every resume): what each part ran with
-        segments = train_info.setdefault("segments", [])
+        if train.segments is None:
+            train.segments = []
+        segments = train.segments
         if not self.segment_recorded:
-            segments.append(dict(self.segment))
+            segments.append(dataclasses.replace(self.segment))
             self.segment_recorded = True
-        segments[-1]["to_step"] = step
-        train_info["resumes"] = sum(1 for seg in segments if seg["from_step"] > 0)
-        train_info["optimizer_resets"] = [
-            seg["from_step"] for seg in segments if seg["from_step"] > 0 and seg["optimizer"] == "fresh"
-        ]
+        segments[-1].to_step = step
+        train.resumes = sum(1 for seg in segments if seg.from_step > 0)
+        train.optimizer_resets = [seg.from_step for seg in segments if seg.from_step > 0 and seg.optimizer == "fresh"]
         rng = getattr(self.sampler, "rng", None)
         if isinstance(rng, np.random.Generator):
-            train_info["sampler_rng"] = rng.bit_generator.state
+            train.sampler_rng = rng.bit_generator.state
         save_checkpoint(
             self.out,
             self.model,
@@ -836,8 +839,8 @@ def engine_ips(cfg: TrainConfig, warmup: int) -> float:
 
 def read_train_settings(out: str | os.PathLike[str]) -> dict[str, Any]:
     """The engine's speed settings as recorded in a checkpoint card's 'train' entry."""
-    from disviz.engine.checkpoints import read_card
-
-    train_info = read_card(out).get("train", {})
+    train = load_card(out).train
+    if train is None:
+        return {}
     keys = ("device", "amp", "channels_last", "optimizer_impl", "compile")
-    return {k: train_info[k] for k in keys if k in train_info}
+    return {k: getattr(train, k) for k in keys if getattr(train, k) is not None}

@@ -1,11 +1,11 @@
 """Disentanglement metrics: pure numpy functions latents [N, D] x factor classes [N, K] -> dict.
 
-``evaluate(model, dataset, ...)`` runs them all on a trained model (disviz.metrics.evaluate).
+``registry`` names them, their scores, labels and presets; ``disviz.engine.evaluate`` runs them all
+on a trained model. Nothing here imports a model, a checkpoint or the data package.
 """
 
 from disviz.metrics.betavae_score import betavae_score
 from disviz.metrics.dci import completeness, dci, disentanglement
-from disviz.metrics.evaluate import evaluate
 from disviz.metrics.factorvae import factorvae_score
 from disviz.metrics.infomec import infomec
 from disviz.metrics.mig import mig
@@ -17,7 +17,6 @@ __all__ = [
     "completeness",
     "dci",
     "disentanglement",
-    "evaluate",
     "factorvae_score",
     "infomec",
     "mig",

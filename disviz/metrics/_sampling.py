@@ -118,3 +118,25 @@ class FactorPool:
         off = (rng.random(idx.shape) * np.maximum(cnt - 1, 1)).astype(np.int64)
         off = np.where(cnt > 1, off + (off >= pos), pos)  # skip itself
         return self.order[st + off, kk]
+
+
+class OracleSource:
+    """Synthetic factor source for benchmarks/tests: observations are a fixed map of the factors.
+
+    ``mix`` [K, D] maps factor classes to latents (plus Gaussian noise), so the intervention
+    metrics run with no model and no rendering.
+    """
+
+    def __init__(self, factor_sizes: list[int], mix: np.ndarray, noise: float = 0.0, seed: int = 0):
+        self.factor_sizes = list(factor_sizes)
+        self.mix = np.asarray(mix, dtype=np.float64)
+        self.noise = noise
+        self._rng = np.random.default_rng(seed)
+
+    def sample_factors(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        rng = np.random.default_rng(rng)
+        return np.stack([rng.integers(0, s, size=n) for s in self.factor_sizes], axis=1).astype(np.int64)
+
+    def images_from_factors(self, classes: np.ndarray) -> np.ndarray:
+        z = classes.astype(np.float64) @ self.mix
+        return z + self.noise * self._rng.standard_normal(z.shape) if self.noise else z

@@ -14,24 +14,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from disviz.app.figures import PALETTE, heatmap
+from disviz.metrics.registry import label_of
 from disviz.sweeps.results import spearman_matrix, table_columns
 
 __all__ = ["group_choices", "rank_correlation_figure", "score_distribution_figure", "sweep_metrics"]
-
-METRIC_LABELS = {
-    "infom": "InfoM",
-    "infoc": "InfoC",
-    "infoe": "InfoE",
-    "dci_disentanglement": "DCI D",
-    "dci_completeness": "DCI C",
-    "dci_informativeness": "DCI I",
-    "mig": "MIG",
-    "sap": "SAP",
-    "factorvae": "FactorVAE",
-    "betavae": "BetaVAE",
-    "reconstruction": "recon error",
-    "psnr": "PSNR dB",
-}
 
 
 def sweep_metrics(data: Mapping[str, Any]) -> list[str]:
@@ -81,7 +67,7 @@ def score_distribution_figure(data: Mapping[str, Any], metric: str, by: str = "m
                 pointpos=0,
                 customdata=[[mine[j]["trial"], mine[j].get("seed")] for j in keep],
                 hovertemplate="%{customdata[0]}<br>seed %{customdata[1]}<br>"
-                + METRIC_LABELS.get(metric, metric)
+                + label_of(metric)
                 + " %{y:.3f}<extra></extra>",
             )
         )
@@ -89,7 +75,7 @@ def score_distribution_figure(data: Mapping[str, Any], metric: str, by: str = "m
         boxmode="group",
         height=380,
         margin=dict(l=10, r=10, t=30, b=10),
-        yaxis=dict(title=METRIC_LABELS.get(metric, metric)),
+        yaxis=dict(title=label_of(metric)),
         xaxis=dict(title=by, type="category"),
         legend=dict(orientation="h", y=1.08),
     )
@@ -111,7 +97,7 @@ def rank_correlation_figure(data: Mapping[str, Any], metrics: Sequence[str] | No
         )
         fig.update_layout(height=200, xaxis=dict(visible=False), yaxis=dict(visible=False))
         return fig
-    labels = [METRIC_LABELS.get(m, m) for m in names]
+    labels = [label_of(m) for m in names]
     fig = heatmap(mat, labels, labels, zmin=-1.0, zmax=1.0, colorscale="RdBu")
     fig.update_traces(hovertemplate="%{y} vs %{x}: ρ = %{z:.2f}<extra></extra>")
     fig.update_layout(height=max(300, 40 * len(labels) + 120))

@@ -147,15 +147,15 @@ class SweepResults:
 
 def _recover_from_card(folder: Path, t: Trial) -> dict[str, Any] | None:
     """A trial whose card says it finished (its ``sweep`` entry) although the table does not."""
-    from disviz.engine.checkpoints import is_checkpoint, read_card
+    from disviz.engine.card import load_card
+    from disviz.engine.checkpoints import is_checkpoint
 
     if not is_checkpoint(folder):
         return None
     try:
-        card = read_card(folder)
+        entry = load_card(folder).sweep
     except UserError:
         return None
-    entry = card.get("sweep")
     if not isinstance(entry, dict) or entry.get("trial") != t.id or entry.get("status") not in FINISHED:
         return None
     return {
@@ -169,9 +169,9 @@ def live_status(folder: str | os.PathLike[str], row: Mapping[str, Any]) -> str:
     """A row's status, with 'queued' shown as 'running' while the trial holds its folder's lock."""
     status = str(row.get("status", "pending"))
     if status == "queued":
-        from disviz.engine.checkpoints import _lock_path  # the engine's and evaluate's writer lock
+        from disviz.engine.folders import lock_path  # the engine's and evaluate's writer lock
 
-        if _lock_path(Path(folder) / str(row.get("trial"))).exists():
+        if lock_path(Path(folder) / str(row.get("trial"))).exists():
             return "running"
     return status
 

@@ -11,7 +11,7 @@ or raised, at most ``max_retries`` times; the engine's resume continues it from 
 checkpoint (every trial trains with ``resume=True``, which starts fresh when the folder is empty).
 A trial stopped by the engine's non-finite-loss guard is recorded as ``nan`` and not retried (the
 same configuration diverges again). Every state change rewrites the results table atomically, and
-each finished trial also records its row in its own card (``card["sweep"]``), so a killed driver
+each finished trial also records its row in its own card (``Card.sweep``), so a killed driver
 loses nothing: ``--resume`` skips finished trials and re-runs the rest from their checkpoints.
 
 On a multi-machine cluster the sweep folder must be on a file system every node sees (as for any
@@ -71,9 +71,10 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     os.environ["LOKY_MAX_CPU_COUNT"] = str(threads)  # DCI's forest uses n_jobs=-1: hold it to our share
     import torch
 
-    from disviz.engine.checkpoints import is_checkpoint, read_card, update_card
+    from disviz.engine.card import Report, load_card, update_card
+    from disviz.engine.checkpoints import is_checkpoint
+    from disviz.engine.evaluate import evaluate_checkpoint
     from disviz.engine.train import TrainConfig, train
-    from disviz.metrics.evaluate import evaluate_checkpoint
 
     torch.set_num_threads(threads)
     trial, res, ev = task["trial"], task["resources"], task["eval"]
@@ -115,29 +116,33 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
             raise
         entry.update(status="nan", error=str(exc), scores={}, finished=_now())
         if is_checkpoint(folder):
-            entry["train_s"] = read_card(folder).get("train", {}).get("wall_time_s")
+            train = load_card(folder).train
+            entry["train_s"] = train.wall_time_s if train else None
             update_card(folder, sweep=entry)
         return entry
-    card = read_card(folder)
-    report = card.get("metrics")
+    card = load_card(folder)
+    report = card.metrics
     settings = {"n": ev["n"], "seed": ev["seed"], "preset": ev["preset"]}
     fresh = (
-        isinstance(report, dict)
-        and (report.get("checkpoint") or {}).get("step") == card.get("steps")
-        and all(report.get(k) == v for k, v in settings.items())
-        and (report.get("settings") or {}).get("intervention_sampling") == ev["sampling"]
+        report is not None
+        and (report.checkpoint or {}).get("step") == card.steps
+        and (report.n, report.seed, report.preset) == (ev["n"], ev["seed"], ev["preset"])
+        and (report.settings or {}).get("intervention_sampling") == ev["sampling"]
     )
     if not fresh:  # a retry after a crash during evaluation skips nothing it has not done
-        report = evaluate_checkpoint(folder, device=res["device"], sampling=ev["sampling"], **settings)
-    train_s = float(read_card(folder).get("train", {}).get("wall_time_s") or 0.0)
-    eval_s = float((report.get("timings") or {}).get("total") or 0.0)
+        report = Report.from_dict(
+            evaluate_checkpoint(folder, device=res["device"], sampling=ev["sampling"], **settings)
+        )
+    train = load_card(folder).train
+    train_s = float((train.wall_time_s if train else None) or 0.0)
+    eval_s = float((report.timings or {}).get("total") or 0.0)
     entry.update(
         status="done",
-        steps=int(card.get("steps", 0)),
+        steps=card.steps,
         train_s=round(train_s, 2),
         eval_s=round(eval_s, 2),
         wall_s=round(train_s + eval_s, 2),
-        scores={m: report["scores"].get(m) for m in task["metrics"]},
+        scores={m: (report.scores or {}).get(m) for m in task["metrics"]},
         error="",
         finished=_now(),
     )

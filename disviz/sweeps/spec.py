@@ -184,13 +184,6 @@ class SweepSpec:
 
 
 # --- spec ---------------------------------------------------------------------------------------
-def score_names() -> list[str]:
-    """Score keys an evaluate report holds (the table's metric columns)."""
-    from disviz.metrics.evaluate import SCORE_LABELS
-
-    return [k for k, _ in SCORE_LABELS]
-
-
 def sweep_dir_for(name: str) -> Path:
     """Default folder of sweep ``name``: under the Train page's runs root, so the app finds it."""
     return sweeps_root() / name
@@ -306,7 +299,9 @@ def parse_spec(raw: Mapping[str, Any], where: str = "spec", out: str | os.PathLi
         raise _err(where, f"'seeds' lists a seed twice: {seeds}")
     steps = _positive_int(raw.get("steps"), "steps", where)
     batch_size = _positive_int(raw.get("batch_size"), "batch_size", where)
-    known_scores = score_names()
+    from disviz.metrics.registry import score_keys
+
+    known_scores = score_keys()
     metrics = raw.get("metrics", known_scores)
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -361,7 +356,7 @@ def parse_spec(raw: Mapping[str, Any], where: str = "spec", out: str | os.PathLi
         raise _err(where, f"[eval] preset must be 'paper' or 'fast', got {eval_settings.preset!r}")
     if eval_settings.sampling not in ("pool", "fresh"):
         raise _err(where, f"[eval] sampling must be 'pool' or 'fresh', got {eval_settings.sampling!r}")
-    from disviz.metrics.evaluate import check_eval_request
+    from disviz.engine.evaluate import check_eval_request
 
     _user_check(where, check_eval_request, eval_settings.n, eval_settings.seed, "[eval] n", "[eval] seed")
     res = _dataclass_from(Resources, _table(raw, "resources", where), "resources", where)

@@ -1,6 +1,7 @@
 """One metric report for a trained model: encode n samples, run every metric, add reconstruction quality.
 
-Presets (docs/metrics.md#evaluate-and-its-presets): 'paper' uses the published sample counts (10k encodings + a 5k test
+The metrics and their presets are ``disviz.metrics.registry``; this module is what needs a model
+or a checkpoint folder. Presets (docs/metrics.md#evaluate-and-its-presets): 'paper' uses the published sample counts (10k encodings + a 5k test
 set for DCI/SAP, FactorVAE 10k/5k votes of 64 on 10k variance samples, BetaVAE 10k/5k points of
 64 pairs); 'fast' (the app) follows
 disent's fast mode (FactorVAE 700/350 votes on 1k variance samples; BetaVAE 350/175 points, our
@@ -18,103 +19,21 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from disviz.core.errors import MetricError
+from disviz.core.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count, check_seed
 from disviz.metrics._util import to_jsonable, versions
-from disviz.metrics.betavae_score import betavae_score
-from disviz.metrics.dci import dci
-from disviz.metrics.factorvae import factorvae_score
-from disviz.metrics.infomec import infomec
-from disviz.metrics.mig import mig
-from disviz.metrics.nmi import nmi_diffusion
-from disviz.metrics.sap import sap
-
-PRESETS: dict[str, dict[str, int]] = {
-    "paper": {
-        "factorvae_train": 10_000,
-        "factorvae_eval": 5_000,
-        "factorvae_variance": 10_000,
-        "betavae_train": 10_000,
-        "betavae_eval": 5_000,
-        "dci_trees": 100,
-    },
-    "fast": {
-        "factorvae_train": 700,
-        "factorvae_eval": 350,
-        "factorvae_variance": 1_000,
-        "betavae_train": 350,
-        "betavae_eval": 175,
-        "dci_trees": 30,
-    },
-}
-
-Progress = Callable[[float, str], None]
-
-
-def score_latents(
-    z: np.ndarray,
-    classes: np.ndarray,
-    z_test: np.ndarray,
-    classes_test: np.ndarray,
-    factor_sizes: list[int],
-    discrete: bool,
-    seed: int = 0,
-    dci_estimator: str = "random_forest",
-    progress: Progress | None = None,
-    dci_trees: int = 100,
-    span: tuple[float, float] = (0.0, 1.0),
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
-    """(scores, details, timings) of the latent-only metrics on z [N, D] x classes [N, K] (+ a test set)."""
-    details: dict[str, Any] = {}
-    timings: dict[str, float] = {}
-    both_z, both_c = np.concatenate([z, z_test]), np.concatenate([classes, classes_test])
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("infomec", lambda: infomec(z, classes, discrete=discrete, seed=seed)),
-        (
-            "dci",
-            lambda: dci(
-                z,
-                classes,
-                dci_estimator,
-                test_latents=z_test,
-                test_factors=classes_test,
-                seed=seed,
-                n_estimators=dci_trees,
-            ),
-        ),
-        ("mig", lambda: mig(z, classes)),
-        ("sap", lambda: sap(both_z, both_c, test_fraction=z_test.shape[0] / both_z.shape[0], seed=seed)),
-        ("nmi_diffusion", lambda: nmi_diffusion(z, classes, factor_sizes)),
-    ]
-    for i, (name, fn) in enumerate(steps):
-        if progress:
-            progress(span[0] + (span[1] - span[0]) * i / len(steps), f"computing {name}")
-        t0 = time.perf_counter()
-        details[name] = fn()
-        timings[name] = time.perf_counter() - t0
-    scores = {
-        "infom": details["infomec"]["infom"],
-        "infoc": details["infomec"]["infoc"],
-        "infoe": details["infomec"]["infoe"],
-        "dci_disentanglement": details["dci"]["disentanglement"],
-        "dci_completeness": details["dci"]["completeness"],
-        "dci_informativeness": details["dci"]["informativeness"],
-        "mig": details["mig"]["mig"],
-        "sap": details["sap"]["sap"],
-    }
-    return scores, details, timings
+from disviz.metrics.registry import METRICS, PRESETS, Progress, score_latents
+from disviz.models.encoding import encode_batches, model_device
 
 
 def check_eval_request(n: object, seed: object, option: str = "--n", seed_option: str = "--seed") -> None:
     """What ``evaluate`` accepts, checked before anything is encoded (and by sweep specs before they
     start): 20 <= n <= MAX_EVAL_SAMPLES within the memory budget, and a seed every generator takes."""
-    from disviz.core.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count, check_seed
-
     if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 20:
         raise MetricError(f"evaluate needs {option} >= 20 samples (got {n}); the metrics are meaningless below that")
     # n encodings + n/2 test encodings
@@ -122,20 +41,17 @@ def check_eval_request(n: object, seed: object, option: str = "--n", seed_option
     check_seed(seed, seed_option)
 
 
-def _model_encoder(model: Any, device: Any, batch: int = 256) -> Callable[[np.ndarray], np.ndarray]:
-    import torch
+class _Rendered:
+    """The images of factor classes [N, K], rendered a slice at a time (never all in memory)."""
 
-    from disviz.data.base import to_tensor_batch
+    def __init__(self, dataset: Any, classes: np.ndarray) -> None:
+        self.dataset, self.classes = dataset, classes
 
-    def encode(images: np.ndarray) -> np.ndarray:  # images: uint8 [N, 64, 64, C]
-        out = []
-        with torch.no_grad():
-            for s in range(0, images.shape[0], batch):
-                x = to_tensor_batch(images[s : s + batch], device)  # x: [B, C, 64, 64]
-                out.append(model.encode(x).float().cpu().numpy())  # [B, D]
-        return np.concatenate(out)
+    def __len__(self) -> int:
+        return len(self.classes)
 
-    return encode
+    def __getitem__(self, index: slice) -> np.ndarray:
+        return self.dataset.images_from_factors(self.classes[index])  # uint8 [B, 64, 64, C]
 
 
 def evaluate(
@@ -169,9 +85,7 @@ def evaluate(
     if preset not in PRESETS:
         raise MetricError(f"unknown preset {preset!r}; choose 'paper' or 'fast'")
     check_eval_request(n, seed)
-    if device is None:
-        params = list(model.parameters())
-        device = params[0].device if params else torch.device("cpu")
+    device = model_device(model) if device is None else device
     was_training = model.training
     model.eval()
     t_start = time.perf_counter()
@@ -180,29 +94,29 @@ def evaluate(
     rng = np.random.default_rng(seed)
     n_test = max(n // 2, 2)
     classes_all = dataset.sample_factors(n + n_test, rng)  # [N + T, K]
-    encode = _model_encoder(model, device)
     binary = bool(dataset.info().binary)
 
+    def encode(images: np.ndarray) -> np.ndarray:  # uint8 [N, 64, 64, C] -> [N, D]: the intervention metrics' votes
+        return encode_batches(model, images, 256, device)
+
     # --- encode + reconstruct (one pass over the data) -----------------------------------
+    recon, psnr = [], []
+
+    def reconstruct(start: int, x: torch.Tensor, z: torch.Tensor) -> None:  # x [B, C, 64, 64], z [B, D]
+        report_progress(0.3 * start / (n + n_test), "encoding samples")
+        if start >= n:
+            return
+        logits = model.decode(z)  # [B, C, 64, 64]
+        if binary:
+            err = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+        else:
+            err = ((torch.sigmoid(logits) - x) ** 2).sum((1, 2, 3))
+        mse = ((torch.sigmoid(logits) - x) ** 2).mean((1, 2, 3)).clamp_min(1e-10)
+        recon.append(err.float().cpu().numpy())
+        psnr.append((10 * torch.log10(1.0 / mse)).float().cpu().numpy())
+
     t0 = time.perf_counter()
-    zs, recon, psnr = [], [], []
-    batch = 256
-    with torch.no_grad():
-        for s in range(0, n + n_test, batch):
-            report_progress(0.3 * s / (n + n_test), "encoding samples")
-            x = to_tensor(dataset.images_from_factors(classes_all[s : s + batch]), device)  # [B, C, 64, 64]
-            z = model.encode(x)  # [B, D]
-            zs.append(z.float().cpu().numpy())
-            if s < n:
-                logits = model.decode(z)  # [B, C, 64, 64]
-                if binary:
-                    err = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
-                else:
-                    err = ((torch.sigmoid(logits) - x) ** 2).sum((1, 2, 3))
-                mse = ((torch.sigmoid(logits) - x) ** 2).mean((1, 2, 3)).clamp_min(1e-10)
-                recon.append(err.float().cpu().numpy())
-                psnr.append((10 * torch.log10(1.0 / mse)).float().cpu().numpy())
-    z_all = np.concatenate(zs)
+    z_all = encode_batches(model, _Rendered(dataset, classes_all), 256, device, each=reconstruct)  # [N + T, D]
     timings["encode"] = time.perf_counter() - t0
     z, z_test = z_all[:n], z_all[n:]
     classes, classes_test = classes_all[:n], classes_all[n:]
@@ -227,27 +141,26 @@ def evaluate(
         span=(0.3, 0.7),
     )
     timings.update(t_lat)
-    report_progress(0.7, "computing FactorVAE score")
-    t0 = time.perf_counter()
     pools = {"sampling": sampling, "pool": (z, classes), "eval_pool": (z_test, classes_test)}
-    details["factorvae"] = factorvae_score(
-        dataset,
-        encode,
-        counts["factorvae_train"],
-        counts["factorvae_eval"],
-        counts["factorvae_variance"],
-        seed=seed,
-        **pools,
-    )
-    timings["factorvae"] = time.perf_counter() - t0
-    report_progress(0.85, "computing BetaVAE score")
-    t0 = time.perf_counter()
-    details["betavae"] = betavae_score(
-        dataset, encode, counts["betavae_train"], counts["betavae_eval"], seed=seed, **pools
-    )
-    timings["betavae"] = time.perf_counter() - t0
-    scores["factorvae"] = details["factorvae"]["factorvae"]
-    scores["betavae"] = details["betavae"]["betavae"]
+    calls = {  # the registry's intervention metrics with the preset's sample counts
+        "factorvae": lambda f: f(
+            dataset,
+            encode,
+            counts["factorvae_train"],
+            counts["factorvae_eval"],
+            counts["factorvae_variance"],
+            seed=seed,
+            **pools,
+        ),
+        "betavae": lambda f: f(dataset, encode, counts["betavae_train"], counts["betavae_eval"], seed=seed, **pools),
+    }
+    interventions = [m for m in METRICS if m.needs == "interventions"]
+    for i, m in enumerate(interventions):
+        report_progress(0.7 + 0.3 * i / len(interventions), f"computing {m.label}")
+        t0 = time.perf_counter()
+        details[m.name] = calls[m.name](m.function)
+        timings[m.name] = time.perf_counter() - t0
+        scores.update({s.key: details[m.name][s.detail] for s in m.scores})
     rec = np.concatenate(recon)
     scores["reconstruction"] = float(rec.mean())
     scores["psnr"] = float(np.concatenate(psnr).mean())
@@ -314,7 +227,9 @@ def evaluate_checkpoint(
     from disviz.core.device import pick_device
     from disviz.core.errors import CheckpointError
     from disviz.data import load_dataset
-    from disviz.engine.checkpoints import MODEL_FILE, checkpoint_lock, load_checkpoint, read_card, update_card
+    from disviz.engine.card import read_card, update_card
+    from disviz.engine.checkpoints import load_checkpoint
+    from disviz.engine.folders import MODEL_FILE, checkpoint_lock
 
     read_card(path)  # a missing path, a file or a folder without a card: one clear error, no lock taken
     if not (Path(path) / MODEL_FILE).is_file():
@@ -324,56 +239,19 @@ def evaluate_checkpoint(
     with checkpoint_lock(path, purpose="evaluate"):
         weights_hash = weights_digest(path)
         model, card = load_checkpoint(path, device=device)
-        ds_card = card.get("dataset") or {}
-        if "name" not in ds_card:
+        if card.dataset_name is None:
             raise MetricError(f"{path}: card.json has no dataset name; cannot rebuild the evaluation data")
-        options = dict(ds_card.get("options") or {})
-        options.update(data_options or {})
-        dataset = load_dataset(ds_card["name"], data_path, **options)
+        options = {**card.dataset_options, **(data_options or {})}
+        dataset = load_dataset(card.dataset_name, data_path, **options)
         report = evaluate(
             model, dataset, n=n, seed=seed, preset=preset, progress=progress, device=device, sampling=sampling
         )
-        report["checkpoint"] = {"step": int(card.get("steps", 0)), "weights_sha256": weights_hash}
+        report["checkpoint"] = {"step": card.steps, "weights_sha256": weights_hash}
         if store:
             if weights_digest(path) != weights_hash:
                 raise MetricError(f"{path}: the weights changed during the evaluation; not stored, run it again")
             update_card(path, metrics=report)
     return report
-
-
-def to_tensor(images: np.ndarray, device: Any) -> Any:
-    """uint8 [N, 64, 64, C] -> float [N, C, 64, 64] in [0, 1] (the data package's converter)."""
-    from disviz.data.base import to_tensor_batch
-
-    return to_tensor_batch(images, device)
-
-
-SCORE_LABELS = [
-    ("infom", "InfoM"),
-    ("infoc", "InfoC"),
-    ("infoe", "InfoE"),
-    ("dci_disentanglement", "DCI D"),
-    ("dci_completeness", "DCI C"),
-    ("dci_informativeness", "DCI I"),
-    ("mig", "MIG"),
-    ("sap", "SAP"),
-    ("factorvae", "FactorVAE"),
-    ("betavae", "BetaVAE"),
-    ("reconstruction", "recon error"),
-    ("psnr", "PSNR dB"),
-]
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """A readable table of the headline scores and timings."""
-    lines = [
-        f"{report['model']} on {report['dataset']}  preset={report['preset']} n={report['n']} seed={report['seed']}"
-    ]
-    for key, label in SCORE_LABELS:
-        v = report["scores"].get(key)
-        lines.append(f"  {label:<14} {'n/a' if v is None else f'{v:.4f}'}")
-    lines.append("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()))
-    return "\n".join(lines)
 
 
 def weights_digest(path: str | os.PathLike[str]) -> str:
@@ -383,25 +261,3 @@ def weights_digest(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-class OracleSource:
-    """Synthetic factor source for benchmarks/tests: observations are a fixed map of the factors.
-
-    ``mix`` [K, D] maps factor classes to latents (plus Gaussian noise), so the intervention
-    metrics run with no model and no rendering.
-    """
-
-    def __init__(self, factor_sizes: list[int], mix: np.ndarray, noise: float = 0.0, seed: int = 0):
-        self.factor_sizes = list(factor_sizes)
-        self.mix = np.asarray(mix, dtype=np.float64)
-        self.noise = noise
-        self._rng = np.random.default_rng(seed)
-
-    def sample_factors(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        rng = np.random.default_rng(rng)
-        return np.stack([rng.integers(0, s, size=n) for s in self.factor_sizes], axis=1).astype(np.int64)
-
-    def images_from_factors(self, classes: np.ndarray) -> np.ndarray:
-        z = classes.astype(np.float64) @ self.mix
-        return z + self.noise * self._rng.standard_normal(z.shape) if self.noise else z
