@@ -3,7 +3,7 @@
 The job runs in ``disviz.app.jobs.TrainingManager`` (one process-wide manager, held with
 ``st.cache_resource``), so it survives reruns, page switches and browser reloads; this page only
 reads snapshots in a 1-second fragment. The form is built from the chosen model's config
-dataclass (``config_for(model, dataset_info)``), so every method's knobs show with the paper
+dataclass (``disviz.engine.build.model_config``), so every method's knobs show with the paper
 defaults for the chosen dataset.
 """
 
@@ -23,11 +23,12 @@ from disviz.app.jobs import JobSnapshot, JobSpec, TrainingManager, get_manager
 from disviz.core.errors import UserError
 from disviz.core.limits import MAX_BATCH, MAX_STEPS
 from disviz.core.paths import runs_root
+from disviz.engine.runspec import RUN_FIELDS
 
-# The run-level fields get their own inputs; the rest of ModelConfig's shared fields (likelihood,
-# network width) go under "Network and likelihood"; every other field is the method's own knob
-# (β, γ, stages, codebook...) and is shown up front.
-RUN_FIELDS = ("steps", "batch_size")
+# Steps and batch size get their own inputs (the run's fields: disviz.engine.runspec.RUN_FIELDS; the
+# learning rate is shown first among the hyper-parameters); the rest of ModelConfig's shared fields
+# (likelihood, network width) go under "Network and likelihood"; every other field is the method's
+# own knob (β, γ, stages, codebook...) and is shown up front.
 MAIN_FIELDS = ("lr", "latent_dim")
 NETWORK_FIELDS = ("arch",)  # method-specific but architectural
 RECON_CHOICES = ["auto", "bernoulli", "gaussian"]
@@ -50,9 +51,9 @@ def dataset_info(name: str, options: tuple[tuple[str, Any], ...], path: str | No
 def model_defaults(model: str, info: dict[str, Any]) -> dict[str, Any]:
     """The model's config for this dataset with the papers' defaults, as a plain dict."""
     from disviz.data.base import DatasetInfo
-    from disviz.models import config_for
+    from disviz.engine.build import model_config
 
-    return dataclasses.asdict(config_for(model, DatasetInfo.from_dict(info)))
+    return dataclasses.asdict(model_config(model, DatasetInfo.from_dict(info)))
 
 
 def _device_choices() -> list[str]:
@@ -303,27 +304,27 @@ def _form(models: list[str], datasets: list[str]) -> JobSpec | None:
         return None
     try:  # check the options now, so a typo is reported here and not by the worker
         from disviz.data.base import DatasetInfo
-        from disviz.models import config_for
 
-        config_for(model, DatasetInfo.from_dict(info), **overrides)
+        job = JobSpec(
+            model,
+            dataset,
+            run_name,
+            steps=int(steps),
+            batch_size=int(batch),
+            seed=int(seed),
+            device=device,
+            overrides=overrides,  # lr among them moves to the run's own field
+            dataset_options=data_options,
+            dataset_path=data_path or None,
+            resume=resume,
+            reset_optimizer=bool(resume and fresh_optimizer),
+            save_every=int(save_every),
+        )
+        job.model_config(DatasetInfo.from_dict(info))
     except (UserError, ValueError, TypeError) as exc:
         st.error(f"Invalid option: {exc}")
         return None
-    return JobSpec(
-        model=model,
-        dataset=dataset,
-        run_name=run_name,
-        steps=int(steps),
-        batch_size=int(batch),
-        seed=int(seed),
-        device=device,
-        overrides=overrides,
-        dataset_options=data_options,
-        dataset_path=data_path or None,
-        resume=resume,
-        reset_optimizer=bool(resume and fresh_optimizer),
-        save_every=int(save_every),
-    )
+    return job
 
 
 def _pick_job(mgr: TrainingManager) -> str | None:

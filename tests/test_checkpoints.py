@@ -22,8 +22,8 @@ from torch import nn
 from disviz.core import paths
 from disviz.core.errors import CheckpointError, TrainingError
 from disviz.data.base import BatchSampler, GroundTruthDataset
+from disviz.engine import build
 from disviz.engine import card as card_module
-from disviz.engine import checkpoints
 from disviz.engine.card import CARD_FILE, Card, load_card, read_card, update_card
 from disviz.engine.checkpoints import (
     MODEL_FILE,
@@ -144,7 +144,7 @@ def tiny_card(model: TinyVAE, steps: int = 0) -> dict:
 
 @pytest.fixture(autouse=True)
 def tiny_registry(monkeypatch):
-    monkeypatch.setattr(checkpoints, "_model_registry", lambda: REGISTRY)
+    monkeypatch.setattr(build, "_model_registry", lambda: REGISTRY)
 
 
 def batch(n: int = 8) -> torch.Tensor:
@@ -233,7 +233,7 @@ def test_failed_save_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path, monk
     with pytest.raises(OSError, match="simulated"):
         save_checkpoint(path, model, tiny_card(model, steps=2))
     monkeypatch.undo()
-    monkeypatch.setattr(checkpoints, "_model_registry", lambda: REGISTRY)
+    monkeypatch.setattr(build, "_model_registry", lambda: REGISTRY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp, no backup, no lock
     assert (path / MODEL_FILE).read_bytes() == before
     assert read_card(path)["steps"] == 1
@@ -428,7 +428,7 @@ def test_model_uses_real_registry_when_available(tmp_path, monkeypatch):
     models = pytest.importorskip("disviz.models")
     if not hasattr(models, "create_model"):
         pytest.skip("disviz.models.create_model not written yet")
-    monkeypatch.setattr(checkpoints, "_model_registry", lambda: models.MODELS)
+    monkeypatch.setattr(build, "_model_registry", lambda: models.MODELS)
     info = TinySquares().info()
     torch.manual_seed(0)
     model = models.create_model("betavae", info, base_channels=4, hidden=16).eval()

@@ -17,7 +17,7 @@ from disviz.app import jobs
 from disviz.app.jobs import JobSpec, TrainingManager, get_manager, suggest_run_name, validate_run_name
 from disviz.core import paths
 from disviz.core.errors import TrainingError
-from disviz.engine import checkpoints
+from disviz.engine import build
 from disviz.engine import train as engine
 from disviz.engine.card import read_card
 from disviz.engine.checkpoints import is_checkpoint
@@ -27,15 +27,8 @@ from disviz.engine.folders import checkpoint_lock
 @pytest.fixture
 def tiny_world(monkeypatch):
     """The engine builds the tiny model / dataset through its indirections."""
-    monkeypatch.setattr(checkpoints, "_model_registry", lambda: REGISTRY)
+    monkeypatch.setattr(build, "_model_registry", lambda: REGISTRY)
     monkeypatch.setattr(engine, "_load_dataset", lambda name, path, options: TinySquares())
-
-    def create(name, info, overrides):
-        if name != "tinyvae":
-            raise KeyError(f"unknown model {name!r}")
-        return TinyVAE(TinyConfig().replace(**overrides), info)
-
-    monkeypatch.setattr(engine, "_create_model", create)
 
 
 @pytest.fixture
@@ -108,7 +101,7 @@ def test_cpu_jobs_train_with_one_torch_thread(tmp_path, monkeypatch, tiny_world)
             seen.append(torch.get_num_threads())
             return super().train_step(x, step, optimizers)
 
-    monkeypatch.setattr(engine, "_create_model", lambda name, info, ov: Recording(TinyConfig().replace(**ov), info))
+    monkeypatch.setattr(build, "_model_registry", lambda: {"tinyvae": Recording})
     original = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -223,7 +216,7 @@ def test_resume_without_a_checkpoint_is_refused(manager):
     ("kw", "needle"),
     [
         ({"overrides": {"no_such_option": 1}}, "no_such_option"),
-        ({"model": "nope"}, "cannot build model 'nope'"),
+        ({"model": "nope"}, "unknown model 'nope'"),
         ({"overrides": {"lr": "fast"}}, "lr"),
         ({"device": "cuda:7" if not __import__("torch").cuda.is_available() else "warp"}, "device"),
     ],
@@ -300,7 +293,6 @@ def train_page(monkeypatch, tmp_path, tiny_world):
     import disviz.models as models_pkg
 
     monkeypatch.setattr(models_pkg, "model_names", lambda: ["tinyvae"], raising=False)
-    monkeypatch.setattr(models_pkg, "config_for", lambda name, info, **ov: TinyConfig().replace(**ov), raising=False)
     monkeypatch.setenv("DISVIZ_RUNS", str(tmp_path / "runs"))
     monkeypatch.setattr(jobs, "_manager", None)
     st.cache_resource.clear()
@@ -331,7 +323,8 @@ def test_train_page_builds_the_form_from_the_config_and_trains(train_page, tmp_p
     job_id = at.session_state["train_job"]
     snap = jobs.get_manager().wait(job_id, timeout=60)
     assert snap.status == "done", snap.error
-    assert snap.spec["overrides"] == {"lr": "0.002"}  # only what the user changed is sent
+    # only what the user changed is sent; the learning rate is the run's own field (RUN_FIELDS)
+    assert snap.spec["overrides"] == {} and snap.spec["lr"] == "0.002"
     card = read_card(tmp_path / "runs" / "tinyvae-dsprites-1")
     assert card["config"]["lr"] == 0.002 and card["steps"] == 6
     at.run()

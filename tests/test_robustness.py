@@ -547,7 +547,8 @@ def test_32_2_the_memory_budget_names_itself_and_how_to_raise_it(monkeypatch, sh
        | st.floats(allow_nan=True) | st.text(max_size=3) | st.booleans())  # fmt: skip
 def test_32_2_generated_counts_are_refused_by_every_entry_point(n):
     from disviz.engine.evaluate import check_eval_request
-    from disviz.sweeps.spec import SweepError, parse_spec
+    from disviz.sweeps.common import SweepError
+    from disviz.sweeps.spec import parse_spec
 
     with bounded_allocation(16):
         with pytest.raises(LimitError):
@@ -736,7 +737,8 @@ def test_32_4_cli_edges_seeds_paths_and_missing_checkpoints(cli_runs):
 def test_32_4_generated_seeds_are_refused_wherever_seeds_are_accepted(tmp_path, seed):
     from disviz.engine.evaluate import check_eval_request
     from disviz.engine.train import TrainConfig, train
-    from disviz.sweeps.spec import SweepError, parse_spec
+    from disviz.sweeps.common import SweepError
+    from disviz.sweeps.spec import parse_spec
 
     with pytest.raises(UserError, match="seed"):
         train(TrainConfig(model="betavae", dataset="dsprites", out=tmp_path / "r", steps=2, seed=seed))
@@ -800,7 +802,8 @@ def test_32_4_generated_annealing_settings_load_and_show_or_fail_clearly(tmp_pat
 )
 def test_32_5_sweep_specs_fail_the_same_checks_as_train_before_anything_starts(tmp_path, spec, option):
     from disviz.engine.train import TrainConfig, train
-    from disviz.sweeps.spec import SweepError, parse_spec
+    from disviz.sweeps.common import SweepError
+    from disviz.sweeps.spec import parse_spec
 
     t0 = time.perf_counter()
     with bounded_allocation(), pytest.raises(SweepError) as swept:
@@ -869,8 +872,8 @@ def test_32_6_results_record_the_node_of_each_trial(tmp_path):
 @pytest.mark.parametrize("wrapped", [False, True])
 def test_32_6_a_ray_auth_refusal_is_one_line_naming_the_fix(monkeypatch, wrapped):
     ray = pytest.importorskip("ray")
+    from disviz.sweeps.common import SweepError
     from disviz.sweeps.runner import ray_session
-    from disviz.sweeps.spec import SweepError
 
     def refuse(*args, **kwargs):
         if not wrapped:
@@ -900,9 +903,9 @@ SHIPPED_SWEEP = ROOT / "checkpoints" / "sweeps" / "dsprites_vae_seeds"
 def test_32_4_generated_results_tables_load_and_show_or_fail_clearly(tmp_path, key, value):
     """Every loaded JSON is typed: a sweep table edited or damaged by hand is one error line, or it works
     in the CLI report, the CSV and the Sweeps page's figures."""
+    from disviz.sweeps.common import SweepError
     from disviz.sweeps.figures import rank_correlation_figure, score_distribution_figure, sweep_metrics
     from disviz.sweeps.results import format_table, load_results, results_csv
-    from disviz.sweeps.spec import SweepError
 
     data = json.loads((SHIPPED_SWEEP / "results.json").read_text())
     if key == "metrics":

@@ -22,8 +22,9 @@ import pytest
 from disviz import cli
 from disviz.engine.card import read_card
 from disviz.engine.checkpoints import is_checkpoint
+from disviz.sweeps.common import SweepError
 from disviz.sweeps.results import SweepResults, load_results, spearman_matrix
-from disviz.sweeps.spec import SweepError, expand_trials, load_spec, parse_spec
+from disviz.sweeps.spec import expand_trials, load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
@@ -164,6 +165,7 @@ def test_a_diverging_trial_is_recorded_as_nan_not_raised(tmp_path):
             "seed": 0,
             "steps": 40,
             "batch_size": 8,
+            "hparams": {"lr": 1e12},
             "overrides": {"base_channels": 4, "hidden": 16, "latent_dim": 3, "lr": 1e12},
         },
         "folder": str(tmp_path / "nan-trial"),

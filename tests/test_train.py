@@ -18,7 +18,7 @@ from test_checkpoints import REGISTRY, TinyConfig, TinySquares, TinyVAE
 
 from disviz import cli
 from disviz.core.errors import TrainingError, UserError
-from disviz.engine import checkpoints
+from disviz.engine import build
 from disviz.engine import train as engine
 from disviz.engine.card import read_card, update_card
 from disviz.engine.checkpoints import load_checkpoint
@@ -29,15 +29,8 @@ from disviz.engine.train import TrainConfig, TrainEvent, parse_key_values, speed
 @pytest.fixture(autouse=True)
 def tiny_world(monkeypatch):
     """The engine builds the tiny model / dataset through its indirections."""
-    monkeypatch.setattr(checkpoints, "_model_registry", lambda: REGISTRY)
+    monkeypatch.setattr(build, "_model_registry", lambda: REGISTRY)
     monkeypatch.setattr(engine, "_load_dataset", lambda name, path, options: TinySquares(**options))
-
-    def create(name, info, overrides):
-        if name != "tinyvae":
-            raise KeyError(name)
-        return TinyVAE(TinyConfig().replace(**overrides), info)
-
-    monkeypatch.setattr(engine, "_create_model", create)
 
 
 def cfg(out: Path, **kw) -> TrainConfig:
@@ -310,7 +303,7 @@ def test_busy_folder_and_bad_config_are_clear_errors(tmp_path):
         (dict(amp="fp8"), "amp"),
         (dict(optimizer_impl="magic"), "optimizer_impl"),
         (dict(overrides={"no_such": 1}), "no_such"),
-        (dict(model="nope"), "cannot build model"),
+        (dict(model="nope"), "unknown model 'nope'"),
     ):
         with pytest.raises(TrainingError, match=match):
             run(cfg(tmp_path / "bad", **bad))
@@ -432,11 +425,10 @@ def _real_model_names() -> list[str]:
 @pytest.mark.parametrize("name", _real_model_names())
 def test_every_real_model_trains_saves_loads_and_resumes_exactly(tmp_path, monkeypatch, name):
     from disviz.data import load_dataset
-    from disviz.models import MODELS, create_model
+    from disviz.models import MODELS
 
-    monkeypatch.setattr(checkpoints, "_model_registry", lambda: MODELS)
+    monkeypatch.setattr(build, "_model_registry", lambda: MODELS)
     monkeypatch.setattr(engine, "_load_dataset", lambda n, path, options: load_dataset(n, path=path, **options))
-    monkeypatch.setattr(engine, "_create_model", lambda n, info, ov: create_model(n, info, **ov))
     tiny = {"base_channels": "4", "hidden": "16"}
     if name == "deft":  # the β(t) schedule's T is fixed when the model is built: the same for both runs
         tiny.update(ref_steps="4", encoder_channels="4", encoder_hidden="16")

@@ -36,6 +36,7 @@ from typing import Any
 from disviz.core.errors import TrainingError, UserError
 from disviz.core.paths import runs_root
 from disviz.engine.checkpoints import is_checkpoint
+from disviz.engine.runspec import RunSpec
 
 __all__ = [
     "JobSnapshot",
@@ -95,19 +96,11 @@ def suggest_run_name(
 
 
 @dataclass
-class JobSpec:
-    """What the Train page asks for; becomes a ``TrainConfig`` with ``out = runs_root/run_name``."""
+class JobSpec(RunSpec):
+    """What the Train page asks for: the run spec and a run name; becomes a ``TrainConfig`` with
+    ``out = runs_root/run_name``."""
 
-    model: str
-    dataset: str
     run_name: str
-    steps: int | None = None
-    batch_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    overrides: dict[str, Any] = field(default_factory=dict)
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    dataset_path: str | None = None
     resume: bool = False
     reset_optimizer: bool = False  # with resume: the weights with a fresh optimiser (which may take a new lr)
     save_every: int = 1000
@@ -299,16 +292,8 @@ class TrainingManager:
 
         pick_device(spec.device)  # a bad device fails here, before any thread setting
         return TrainConfig(
-            model=spec.model,
-            dataset=spec.dataset,
+            **spec.run_fields(),
             out=out,
-            steps=spec.steps,
-            batch_size=spec.batch_size,
-            device=spec.device,
-            seed=spec.seed,
-            overrides=dict(spec.overrides),
-            dataset_options=dict(spec.dataset_options),
-            dataset_path=spec.dataset_path,
             save_every=spec.save_every,
             log_every=spec.log_every,
             resume=spec.resume,

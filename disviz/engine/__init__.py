@@ -1,4 +1,5 @@
-"""The engine: the typed checkpoint card, checkpoints on disk, building models, training and evaluating.
+"""The engine: what a run is (``runspec``), building a model (``build``), the typed card (``card``),
+checkpoint folders (``folders``, ``checkpoints``), training (``train``) and evaluating (``evaluate``).
 
 Used by the CLI, the sweeps and the app alike; it never imports the app or the sweeps.
 """

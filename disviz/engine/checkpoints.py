@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import platform
 import shutil
@@ -39,9 +38,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from disviz.core.errors import CheckpointError
-from disviz.core.limits import LimitError, check_parameters, read_text_bounded
+from disviz.core.limits import LimitError, read_text_bounded
 from disviz.core.paths import checkpoint_roots
 from disviz.data.base import DatasetInfo
+from disviz.engine.build import build_model, materialise, model_config
 from disviz.engine.card import FORMAT, FORMAT_VERSION, Card, as_card, card_is_ours, load_card, write_card
 from disviz.engine.folders import (
     CARD_FILE,
@@ -238,42 +238,20 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
     return (p / CARD_FILE).is_file() and (p / MODEL_FILE).is_file()
 
 
-def _model_registry() -> Mapping[str, type]:
-    from disviz.importers.models import IMPORTED_MODELS  # models converted from other libraries (view only)
-    from disviz.models import MODELS
-
-    return {**MODELS, **IMPORTED_MODELS}
-
-
-def _build_model(card: Card, where: Path, meta: bool = False) -> torch.nn.Module:
-    """The card's model; ``meta=True`` builds it on the meta device (shapes only, no memory) so
-    hostile or mistyped configs are caught before anything is allocated."""
-    registry = _model_registry()
-    name = card.model
-    if name not in registry:
-        raise CheckpointError(f"{where}: unknown model {name!r}; this disviz knows {sorted(registry)}")
-    cls = registry[name]
+def _model_probe(card: Card, where: Path) -> torch.nn.Module:
+    """The card's model on the meta device (shapes only, nothing allocated), built the one way
+    training builds models, so hostile or mistyped configs are refused before any allocation."""
     if "config" not in card.to_dict():
         raise CheckpointError(f"{where}: card has no 'config' object; the checkpoint is incomplete, retrain it")
-    try:
-        cfg = cls.config_class.from_dict(card.config)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{where}: config does not fit model {name!r} ({exc}); was it written by another disviz version?"
-        ) from None
     try:
         info = DatasetInfo.from_dict(card.dataset)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{where}: card 'dataset' entry is missing or malformed ({exc!r}); retrain the checkpoint"
         ) from None
-    try:
-        if meta:
-            with torch.device("meta"):
-                return cls(cfg, info)
-        return cls(cfg, info)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{where}: cannot build model {name!r} from its card config ({exc})") from None
+    at = f"{where}: "
+    config = model_config(str(card.model), info, base=card.config, error=CheckpointError, where=at)
+    return build_model(str(card.model), config, info, meta=True, error=CheckpointError, where=at)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Card]:
@@ -289,11 +267,8 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     if not weights.is_file():
         raise CheckpointError(f"{path} has no {MODEL_FILE}; the checkpoint is incomplete, retrain or copy it again")
     # shapes first, on the meta device: a card asking for a huge network is refused before allocation
-    shapes = {k: tuple(v.shape) for k, v in _build_model(card, path, meta=True).state_dict().items()}
-    try:
-        check_parameters(sum(math.prod(s) for s in shapes.values()), f"model {card.model!r} of {path}")
-    except LimitError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    probe = _model_probe(card, path)
+    shapes = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as f:
             keys = set(f.keys())
@@ -312,7 +287,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
                         f"{weights}: tensor {k!r} has shape {stored} but model {card.model!r} with this "
                         f"card config expects {shapes[k]}; card config and weights disagree, retrain the checkpoint"
                     )
-            model = _build_model(card, path)
+            model = materialise(probe)
             expected = model.state_dict()
             state = {}
             for k in sorted(keys):

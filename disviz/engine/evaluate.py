@@ -25,20 +25,10 @@ from typing import Any
 import numpy as np
 
 from disviz.core.errors import MetricError
-from disviz.core.limits import EVAL_BYTES_PER_SAMPLE, MAX_EVAL_SAMPLES, check_count, check_seed
+from disviz.engine.runspec import check_eval_request
 from disviz.metrics._util import to_jsonable, versions
 from disviz.metrics.registry import METRICS, PRESETS, Progress, score_latents
 from disviz.models.encoding import encode_batches, model_device
-
-
-def check_eval_request(n: object, seed: object, option: str = "--n", seed_option: str = "--seed") -> None:
-    """What ``evaluate`` accepts, checked before anything is encoded (and by sweep specs before they
-    start): 20 <= n <= MAX_EVAL_SAMPLES within the memory budget, and a seed every generator takes."""
-    if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 20:
-        raise MetricError(f"evaluate needs {option} >= 20 samples (got {n}); the metrics are meaningless below that")
-    # n encodings + n/2 test encodings
-    check_count(n, option, maximum=MAX_EVAL_SAMPLES, bytes_each=1.5 * EVAL_BYTES_PER_SAMPLE, unit="samples")
-    check_seed(seed, seed_option)
 
 
 class _Rendered:

@@ -33,8 +33,9 @@ import torch
 
 from disviz.core.device import pick_device
 from disviz.core.errors import TrainingError, UserError
-from disviz.core.limits import check_batch, check_parameters, check_seed
+from disviz.core.limits import check_batch
 from disviz.core.outputs import check_output
+from disviz.engine.build import build_model, model_config
 from disviz.engine.card import Card, Segment, TrainRecord, load_card
 from disviz.engine.checkpoints import (
     check_not_foreign,
@@ -45,12 +46,12 @@ from disviz.engine.checkpoints import (
     save_checkpoint,
     versions,
 )
+from disviz.engine.runspec import RUN_FIELDS, RunSpec
 
 __all__ = [
     "TrainConfig",
     "TrainEvent",
     "TrainHook",
-    "check_model_request",
     "engine_ips",
     "parse_key_values",
     "plain_loop_ips",
@@ -62,19 +63,12 @@ EVENT_KINDS = ("start", "step", "eval", "checkpoint", "warning", "done", "stoppe
 
 
 @dataclass
-class TrainConfig:
-    """One training run. ``steps`` / ``batch_size`` default to the model config's (the paper's)."""
+class TrainConfig(RunSpec):
+    """One training run: the run spec (model, data, hyper-parameters, steps, batch, lr, seed, device,
+    precision) and where and how the engine writes it. ``steps`` / ``batch_size`` / ``lr`` default
+    to the model config's (the paper's)."""
 
-    model: str
-    dataset: str
     out: str | os.PathLike[str]
-    steps: int | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    seed: int = 0
-    overrides: dict[str, Any] = field(default_factory=dict)
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    dataset_path: str | None = None
     save_every: int = 1000
     log_every: int = 10
     track_diffusion: int = 0
@@ -89,7 +83,6 @@ class TrainConfig:
     # --- engine switches (docs/methods.md#training-engine: why these defaults) ---------------
     channels_last: bool | None = None  # None: auto (CUDA and CPU yes, MPS no)
     optimizer_impl: str = "auto"  # auto | fused | foreach | default
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
     compile: bool = False  # torch.compile the model's loss
     num_threads: int | None = None  # torch.set_num_threads for this run only
     save_dtype: str = "float32"  # weights storage: float32 | float16 | bfloat16
@@ -128,12 +121,6 @@ def _load_dataset(name: str, path: str | None, options: dict[str, Any]) -> Any:
     return load_dataset(name, path=path, **options)
 
 
-def _create_model(name: str, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
-    from disviz.models import create_model
-
-    return create_model(name, info, **overrides)
-
-
 # --- helpers ------------------------------------------------------------------------------------
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA) so a CPU run is reproducible."""
@@ -149,17 +136,13 @@ def _validate(cfg: TrainConfig) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise TrainingError(f"{name} must be a positive integer, got {value!r}")
 
-    check_seed(cfg.seed, "seed")
-    positive("steps", cfg.steps, allow_none=True)
-    positive("batch_size", cfg.batch_size, allow_none=True)
+    cfg.validate()  # the run spec's own settings (seed, steps, batch size, lr, precision)
     positive("save_every", cfg.save_every)
     positive("log_every", cfg.log_every)
     if not isinstance(cfg.track_diffusion, int) or cfg.track_diffusion < 0:
         raise TrainingError(f"track_diffusion must be 0 (off) or a positive step interval, got {cfg.track_diffusion!r}")
     if cfg.optimizer_impl not in ("auto", "fused", "foreach", "default"):
         raise TrainingError(f"optimizer_impl must be auto, fused, foreach or default, got {cfg.optimizer_impl!r}")
-    if cfg.amp not in ("auto", "bf16", "off"):
-        raise TrainingError(f"amp must be auto, bf16 or off, got {cfg.amp!r}")
     if cfg.time_limit_s is not None and not (isinstance(cfg.time_limit_s, (int, float)) and cfg.time_limit_s > 0):
         raise TrainingError(f"time limit must be a positive number of minutes, got {cfg.time_limit_s!r} s")
     if cfg.stop_at is not None and (not isinstance(cfg.stop_at, int) or cfg.stop_at < 1):
@@ -248,21 +231,6 @@ def _dataset_path(dataset: Any, given: str | None) -> str | None:
     return given
 
 
-def check_model_request(model: str, info: Any, overrides: dict[str, Any], batch_option: str = "--batch-size") -> None:
-    """The checks ``train`` applies to a new model before allocating it (config values, parameter
-    count, batch size against the memory budget), on a shapes-only copy; sweeps run the same ones
-    on every trial before anything starts."""
-    try:
-        with torch.device("meta"):  # shapes only: budgets are checked before any allocation
-            probe = _create_model(model, info, overrides)
-        check_parameters(sum(p.numel() for p in probe.parameters()), f"model {model!r}")
-        check_batch(int(probe.config.batch_size), info.channels, math.prod(info.factor_sizes), batch_option)
-    except UserError:
-        raise
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise TrainingError(f"cannot build model {model!r}: {exc}") from None
-
-
 class _NonFinite(Exception):
     pass
 
@@ -296,7 +264,7 @@ class _Run:
                 f"{self.out} already holds a checkpoint; pass --resume to continue it, or choose another --out"
             )
         seed_everything(cfg.seed)
-        overrides = self._config_overrides()
+        overrides = cfg.config_overrides()
         self.resumed = bool(cfg.resume and exists)
         model = self._resume_model(info, overrides) if self.resumed else self._build_new_model(info, overrides)
         self._adopt_model(model, info)
@@ -306,15 +274,6 @@ class _Run:
         if cfg.compile:
             model.loss = torch.compile(model.loss)  # type: ignore[method-assign]
         self._attach_hooks()
-
-    def _config_overrides(self) -> dict[str, Any]:
-        """``--set`` values plus ``--steps`` / ``--batch-size`` when given."""
-        overrides = dict(self.cfg.overrides)
-        if self.cfg.steps is not None:
-            overrides["steps"] = self.cfg.steps
-        if self.cfg.batch_size is not None:
-            overrides["batch_size"] = self.cfg.batch_size
-        return overrides
 
     def _resume_model(self, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
         """The checkpoint in ``out``, refused unless model, dataset and options match; sets card and start.
@@ -339,12 +298,9 @@ class _Run:
                 f"{self.out} was trained with dataset options {saved_opts}, not {now_opts}; "
                 "resume with the same --data-option values"
             )
-        try:
-            new_config = model.config.replace(**overrides)
-        except ValueError as exc:
-            raise TrainingError(str(exc)) from None
+        new_config = model_config(cfg.model, info, overrides, base=model.config)  # checked, as a new run's
         changed = sorted(k for k, v in new_config.to_dict().items() if v != model.config.to_dict()[k])
-        may_change = {"steps", "batch_size"} | ({"lr"} if cfg.reset_optimizer else set())
+        may_change = {k for k in RUN_FIELDS if k != "lr" or cfg.reset_optimizer}  # lr: a new optimiser's setting
         if set(changed) - may_change:
             hint = "" if cfg.reset_optimizer else "; lr may change with a fresh optimiser (--reset-optimizer)"
             raise TrainingError(
@@ -363,13 +319,8 @@ class _Run:
     def _build_new_model(self, info: Any, overrides: dict[str, Any]) -> torch.nn.Module:
         """A fresh model and card; memory budgets are checked on a shapes-only copy first."""
         cfg = self.cfg
-        check_model_request(cfg.model, info, overrides)
-        try:
-            model = _create_model(cfg.model, info, overrides)
-        except UserError:
-            raise
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise TrainingError(f"cannot build model {cfg.model!r}: {exc}") from None
+        config = model_config(cfg.model, info, overrides)
+        model = build_model(cfg.model, config, info, batch_option="--batch-size")
         self.card = Card(
             model=cfg.model,
             config=model.config.to_dict(),
@@ -774,7 +725,7 @@ def train(
     except Exception as exc:  # every failure reaches the event stream once (the app shows it)
         if not errored:
             msg = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-            emit(TrainEvent("error", 0, cfg.steps or 0, message=msg))
+            emit(TrainEvent("error", 0, cfg.steps if isinstance(cfg.steps, int) else 0, message=msg))
         raise
     finally:
         if cfg.num_threads:
@@ -804,7 +755,8 @@ def plain_loop_ips(
     dataset = _load_dataset(dataset_name, None, {})  # fresh, like the engine's (no warm image caches)
     seed_everything(seed)
     overrides = {"batch_size": batch_size, "steps": warmup + steps}  # same schedule as the engine run (DEFT stages)
-    model = _create_model(model_name, dataset.info(), overrides).to(device).train()
+    info = dataset.info()
+    model = build_model(model_name, model_config(model_name, info, overrides), info).to(device).train()
     opts = model.configure_optimizers()
     sampler = BatchSampler(dataset, batch_size, device, seed)
     t0 = 0.0

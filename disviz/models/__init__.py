@@ -31,6 +31,7 @@ __all__ = [
     "ModelConfig",
     "config_for",
     "create_model",
+    "make_config",
     "model_names",
 ]
 
@@ -69,14 +70,22 @@ def _model_class(name: str) -> type[DisentangledModel]:
     raise ConfigError(f"unknown model {name!r}; choose from {model_names()}")
 
 
-def config_for(name: str, dataset_info: DatasetInfo, **overrides: Any) -> ModelConfig:
-    """Paper defaults of model ``name`` for this dataset, with ``overrides`` applied and checked."""
-    cls = _model_class(name)
-    config = cls.config_class.for_dataset(dataset_info).replace(**overrides)
+def make_config(
+    config_class: type[ModelConfig], dataset_info: DatasetInfo, _base: ModelConfig | None = None, **overrides: Any
+) -> ModelConfig:
+    """``_base`` (a saved config) or the paper defaults for this dataset, with ``overrides`` cast
+    and applied, then checked once."""
+    base = _base if _base is not None else config_class.for_dataset(dataset_info)
+    config = base.replace(**overrides)
     validate = getattr(config, "validate", None)
     if callable(validate):
         validate()
     return config
+
+
+def config_for(name: str, dataset_info: DatasetInfo, **overrides: Any) -> ModelConfig:
+    """Paper defaults of model ``name`` for this dataset, with ``overrides`` applied and checked."""
+    return make_config(_model_class(name).config_class, dataset_info, **overrides)
 
 
 def create_model(name: str, dataset_info: DatasetInfo, **overrides: Any) -> DisentangledModel:

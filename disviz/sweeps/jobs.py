@@ -23,7 +23,8 @@ from typing import Any
 
 from disviz.core.limits import LimitError, parse_toml, read_text_bounded
 from disviz.core.outputs import atomic_write
-from disviz.sweeps.spec import SweepError, SweepSpec, parse_spec
+from disviz.sweeps.common import SweepError
+from disviz.sweeps.spec import SweepSpec, parse_spec
 
 __all__ = [
     "APP_MAX_TRIALS",

@@ -11,21 +11,16 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from disviz.core.errors import UserError
 from disviz.core.limits import LimitError, read_text_bounded
 from disviz.core.outputs import atomic_write
 from disviz.core.paths import RESULTS_CSV, RESULTS_JSON
-from disviz.sweeps.spec import (
-    FINISHED,
-    NODE_KEYS,
-    STATUSES,
-    SweepError,
-    SweepSpec,
-    Trial,
-    format_value,
-)
+from disviz.sweeps.common import FINISHED, NODE_KEYS, STATUSES, SweepError, format_value
+
+if TYPE_CHECKING:
+    from disviz.sweeps.spec import SweepSpec, Trial
 
 __all__ = [
     "SweepResults",

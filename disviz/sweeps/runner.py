@@ -35,8 +35,9 @@ from typing import Any
 
 from disviz.core.errors import TrainingError
 from disviz.core.paths import SPEC_FILE
+from disviz.sweeps.common import FINISHED, SweepError
 from disviz.sweeps.results import SweepResults
-from disviz.sweeps.spec import FINISHED, SweepError, SweepSpec, Trial, expand_trials
+from disviz.sweeps.spec import SweepSpec, Trial, expand_trials
 
 __all__ = ["CRASH_ENV", "default_num_cpus", "ray_session", "run_sweep", "run_trial"]
 
@@ -79,18 +80,12 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(threads)
     trial, res, ev = task["trial"], task["resources"], task["eval"]
     folder = Path(task["folder"])
+    run = Trial(**trial).run_spec()
     cfg = TrainConfig(
-        model=trial["model"],
-        dataset=trial["dataset"],
+        **{**run.run_fields(), "device": res["device"], "amp": res["amp"]},  # the trial's resources
         out=folder,
-        steps=trial["steps"],
-        batch_size=trial["batch_size"],
-        device=res["device"],
-        seed=trial["seed"],
-        overrides=dict(trial["overrides"]),
         save_every=res["save_every"],
         resume=True,  # continue the last checkpoint of a crashed attempt; a fresh start when there is none
-        amp=res["amp"],
         num_threads=threads,
         log_kl=False,
     )

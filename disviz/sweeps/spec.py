@@ -51,19 +51,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from disviz.core.errors import UserError
 from disviz.core.limits import MAX_TRIALS, LimitError, check_count, check_seed, parse_toml, read_text_bounded
 from disviz.core.outputs import check_output, check_path_length
 from disviz.core.paths import sweeps_root
+from disviz.sweeps.common import SweepError, format_value
+
+if TYPE_CHECKING:
+    from disviz.engine.runspec import RunSpec
 
 __all__ = [
-    "FINISHED",
-    "STATUSES",
     "EvalSettings",
     "Resources",
-    "SweepError",
     "SweepSpec",
     "Trial",
     "expand_trials",
@@ -76,9 +77,6 @@ __all__ = [
 #: is locked by the training / evaluation); done: trained and scored; nan: the engine's
 #: non-finite-loss stop (not retried: the same config diverges again); failed: crashed more often
 #: than max_retries allows (a --resume tries it again)
-STATUSES = ("pending", "queued", "running", "done", "nan", "failed")
-FINISHED = ("done", "nan")
-NODE_KEYS = ("node", "node_ip", "node_id")  # the machine that ran a trial (sweeps.runner.node_info)
 # one expanded and checked trial (ids, dicts, its table row): a 1,000-trial --dry-run peaked 296 MB against
 # 287 MB for a 1-trial one (≈ 9 kB each), ×2 headroom
 TRIAL_BYTES = 20_000
@@ -105,10 +103,6 @@ DISTRIBUTIONS = {
     "int": ("low", "high"),
     "choice": ("values",),
 }
-
-
-class SweepError(UserError):
-    """A sweep spec or sweep folder that cannot be used (printed as one line by the CLI)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +147,19 @@ class Trial:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def run_spec(self) -> RunSpec:
+        """The run this trial trains (the same object the CLI and the Train page build)."""
+        from disviz.engine.runspec import RunSpec
+
+        return RunSpec(
+            self.model,
+            self.dataset,
+            overrides=dict(self.overrides),
+            steps=self.steps,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
 
 
 @dataclass
@@ -356,7 +363,7 @@ def parse_spec(raw: Mapping[str, Any], where: str = "spec", out: str | os.PathLi
         raise _err(where, f"[eval] preset must be 'paper' or 'fast', got {eval_settings.preset!r}")
     if eval_settings.sampling not in ("pool", "fresh"):
         raise _err(where, f"[eval] sampling must be 'pool' or 'fresh', got {eval_settings.sampling!r}")
-    from disviz.engine.evaluate import check_eval_request
+    from disviz.engine.runspec import check_eval_request
 
     _user_check(where, check_eval_request, eval_settings.n, eval_settings.seed, "[eval] n", "[eval] seed")
     res = _dataclass_from(Resources, _table(raw, "resources", where), "resources", where)
@@ -458,14 +465,6 @@ def _draw(dist: dict[str, Any], rng: random.Random) -> Any:
     return float(f"{value:.4g}")  # readable ids and table cells; 4 digits is finer than any sweep needs
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "_".join(format_value(v) for v in value)
-    return str(value)
-
-
 def trial_id(model: str, dataset: str, hparams: Mapping[str, Any], seed: int) -> str:
     """Stable, readable folder name: ``betavae-dsprites-beta=4-lr=0.0005-s0`` (a hash when long)."""
     parts = [f"{k}={format_value(v)}" for k, v in sorted(hparams.items())]
@@ -527,8 +526,8 @@ def _check_trials(spec: SweepSpec, where: str) -> None:
     """Every field is one of the model's config fields with a value of its type, and every trial's
     config passes the model's own checks: mistakes surface here, not in trial 17 an hour later."""
     from disviz.data import load_dataset
-    from disviz.engine.train import check_model_request
-    from disviz.models import config_for
+    from disviz.engine.build import model_config
+    from disviz.engine.runspec import check_model_request
 
     infos = {}
     for d in spec.datasets:
@@ -537,7 +536,10 @@ def _check_trials(spec: SweepSpec, where: str) -> None:
         except UserError as exc:
             raise _err(where, f"dataset {d!r} cannot be used: {exc}") from None
     for m in spec.models:
-        defaults = config_for(m, infos[spec.datasets[0]]).to_dict()
+        try:
+            defaults = model_config(m, infos[spec.datasets[0]]).to_dict()
+        except UserError as exc:
+            raise _err(where, str(exc)) from None
         for section, table in (("set", spec.fixed[m]), ("grid", spec.grid[m]), ("random", spec.random[m])):
             for k, v in table.items():
                 if k not in defaults:
@@ -556,16 +558,13 @@ def _check_trials(spec: SweepSpec, where: str) -> None:
                     raise _err(where, f"[random] {k} for {m}: expected {type(defaults[k]).__name__} bounds")
     checked: set[str] = set()
     for t in expand_trials(spec):
-        overrides = dict(t.overrides)
-        if t.steps:
-            overrides["steps"] = t.steps
-        if t.batch_size:
-            overrides["batch_size"] = t.batch_size
-        key = json.dumps([t.model, t.dataset, overrides], sort_keys=True, default=str)
-        if key in checked:  # seeds do not change the model: check each configuration once
-            continue
-        checked.add(key)
-        try:  # the very checks train applies before it allocates (config, parameters, batch vs memory)
-            check_model_request(t.model, infos[t.dataset], overrides, batch_option="batch_size")
+        try:
+            run = t.run_spec()
+            key = json.dumps([t.model, t.dataset, run.config_overrides()], sort_keys=True, default=str)
+            if key in checked:  # seeds do not change the model: check each configuration once
+                continue
+            checked.add(key)
+            # the very checks train applies before it allocates (config, parameters, batch vs memory)
+            check_model_request(run, infos[t.dataset], batch_option="batch_size")
         except UserError as exc:
             raise _err(where, f"trial {t.id}: {exc}") from None
