@@ -35,16 +35,16 @@ def test_shapes_and_latent_specs(arch, info):
     x = real_batch(3, info.channels)
     with torch.no_grad():
         z = model.encode(x)
-        logits = model.decode(torch.rand(3, 10) * 2 - 1)
+        logits = model.decode(torch.rand(3, model.latent_dim) * 2 - 1)
         h = model.difference(x, x.flip(0))
         d = model.critic(x)
         rec = model.reconstruct(x)
-    assert z.shape == (3, 10) and z.dtype == torch.float32
+    assert model.latent_dim == 5 and z.shape == (3, 5) and z.dtype == torch.float32
     assert logits.shape == (3, info.channels, 64, 64)
     assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
     assert d.shape == (3,) and h.shape == (3, 8)
     specs = model.latent_specs()
-    assert [(s.index, s.kind, s.low, s.high) for s in specs] == [(i, "uniform", -1.0, 1.0) for i in range(10)]
+    assert [(s.index, s.kind, s.low, s.high) for s in specs] == [(i, "uniform", -1.0, 1.0) for i in range(5)]
     assert model.representation == "samples-encoder" and model.kl_per_latent(x) is None
 
 
@@ -227,7 +227,7 @@ def test_engine_round_trip_and_resume(tmp_path):
     with torch.no_grad():
         again, _ = load_checkpoint(out)
         assert torch.equal(model.eval().encode(x), again.eval().encode(x))
-        assert torch.equal(model.decode(torch.zeros(2, 10)), again.decode(torch.zeros(2, 10)))
+        assert torch.equal(model.decode(torch.zeros(2, 5)), again.decode(torch.zeros(2, 5)))
     out = train(TrainConfig("did", "dsprites", out, steps=4, resume=True, **cfg))
     assert read_card(out)["steps"] == 4
 
@@ -344,3 +344,90 @@ def test_did_learns_on_a_two_factor_toy_and_the_old_configuration_does_not():
     old = _toy_run(OLD_CONFIG)
     assert not _learned(old), old
     assert min(old["r2"]) < 0.8  # E(G(c)) recovers nothing (it collapsed), not only the loss test
+
+
+# --- issue 33 options: noise inputs, pair construction, schedule, entropy, spectral norm ---------
+def test_noise_inputs_feed_g_but_not_e_and_default_to_zero():
+    model = tiny(latent_dim=3, noise_dim=4).eval()
+    assert model.generator.fc[0].in_features == 7  # codes, then noise
+    x = real_batch(5)
+    c = torch.rand(5, 3) * 2 - 1
+    with torch.no_grad():
+        assert model.encode(x).shape == (5, 3) and len(model.latent_specs()) == 3
+        assert torch.equal(model.decode(c), model.decode(c, torch.zeros(5, 4)))  # traversals: noise at 0
+        assert not torch.allclose(model.decode(c), model.decode(c, torch.ones(5, 4)))
+    assert model.sample_noise(6, "cpu").shape == (6, 4) and tiny().sample_noise(6, "cpu") is None
+
+
+def test_share_pairs_keep_only_the_chosen_code():
+    model = tiny(latent_dim=5, noise_dim=2, pairs="share")
+    c, noise = model.sample_codes(64, "cpu"), model.sample_noise(64, "cpu")
+    dims = torch.randint(0, 5, (64,))
+    c2, noise2 = model._partner(c, noise, dims)
+    rows = torch.arange(64)
+    assert torch.equal(c2[rows, dims], c[rows, dims])
+    others = torch.ones(64, 5, dtype=torch.bool)
+    others[rows, dims] = False
+    assert (c2 != c)[others].all() and (noise2 != noise).all()  # everything else drawn afresh
+    shift = tiny(latent_dim=5, noise_dim=2)
+    c3, noise3 = shift._partner(c, noise, dims)
+    assert noise3 is noise and ((c3 != c).sum(1) == 1).all()  # a shift moves one code, keeps the noise
+
+
+def test_symmetric_difference_ignores_pair_order():
+    for mode in ("subtract", "concat"):
+        model = tiny(diff_input=mode, pairs="share")
+        a, b = real_batch(4), real_batch(4).roll(3, dims=2)
+        with torch.no_grad():
+            h = model.diff_encoder(a, b, symmetric=True)
+            assert torch.allclose(h, model.diff_encoder(b, a, symmetric=True), atol=1e-5)
+            assert torch.allclose(h.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("constant", [1, 1, 1, 1]), ("late", [0, 0, 1, 1]), ("ramp", [0, 0.5, 1, 1])],
+)
+def test_difference_schedule(schedule, expected):
+    model = tiny(steps=100, diff_schedule=schedule, diff_start=0.5)
+    assert [model.diff_scale(s) for s in (0, 25, 50, 90)] == expected
+
+
+def test_late_schedule_keeps_the_difference_gradient_off_g_until_its_start():
+    model = tiny(steps=100, diff_schedule="late", diff_start=0.5, info_weight=0.0)
+    model.critic.requires_grad_(False)
+    for step, reaches_g in ((10, False), (60, True)):
+        model.zero_grad()
+        torch.manual_seed(3)
+        model.generator_terms(8, "cpu", step)["diff"].backward()
+        g_grads = [p.grad for p in model.generator.parameters() if p.grad is not None]
+        assert bool(g_grads) == reaches_g
+        assert any(p.grad is not None for p in model.diff_encoder.parameters())  # H always learns
+
+
+def test_axis_entropy_oracle_and_term():
+    from disviz.models.did import axis_entropy
+
+    one_hot = torch.eye(4)
+    even = torch.full((3, 4), 0.5)  # unit vectors spread evenly over 4 axes
+    assert axis_entropy(one_hot).item() == pytest.approx(0.0, abs=1e-6)
+    assert axis_entropy(even).item() == pytest.approx(math.log(4), rel=1e-5)
+    terms = tiny(diff_entropy=0.1).generator_terms(8, "cpu")
+    assert 0 < terms["h_entropy"].item() <= math.log(8) + 1e-5
+
+
+def test_spectral_norm_critic_round_trips(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = tiny(critic_spectral_norm=True).train()
+    x = real_batch(20)
+    for _ in range(20):  # power iterations run on every training forward
+        model.critic(x)
+    layer = model.critic.fc
+    sigma = torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
+    assert sigma == pytest.approx(1.0, rel=0.05)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.safetensors")
+    again = tiny(critic_spectral_norm=True)
+    again.load_state_dict(load_file(tmp_path / "m.safetensors"))
+    with torch.no_grad():
+        assert torch.allclose(model.eval().critic(x), again.eval().critic(x), atol=1e-5)

@@ -63,6 +63,7 @@ def _specs() -> dict[str, DatasetSpec]:
         DatasetSpec("dsprites_noshape", d.DSpritesNoShape.description, d.DSpritesNoShape, "dsprites"),
         DatasetSpec("correlated_dsprites", d.CorrelatedDSprites.description, d.CorrelatedDSprites, "dsprites"),
         DatasetSpec("correlated_triangles", d.CorrelatedTriangles.description, d.CorrelatedTriangles, None),
+        DatasetSpec("toy_squares", d.ToySquares.description, d.ToySquares, "dsprites"),
         DatasetSpec("shapes3d", Shapes3DLike.description, Shapes3DLike, "shapes3d"),
         DatasetSpec("smallnorb", SmallNORB.description, SmallNORB, "smallnorb", file_required=True),
         DatasetSpec("mpi3d", MPI3D.description, MPI3D, "mpi3d", file_required=True),

@@ -10,7 +10,9 @@ seen by the critic.
 
 Interpretations [I] (the config field is named in brackets):
 
-1. Code prior c ~ U(−1, 1)^d, d = 10 (``latent_dim``). G is a DCGAN-64 generator (``arch='dcgan'``:
+1. Code prior c ~ U(−1, 1)^d, d = 5 (``latent_dim``; one code per ground-truth factor, item 11), plus
+   ``noise_dim`` unregularised U(−1, 1) inputs of G (default 0; E never regresses them and the app's
+   decode holds them at 0). G is a DCGAN-64 generator (``arch='dcgan'``:
    dense → 4×4 → four k4 s2 transposed convs with BatchNorm + ReLU, width 2·``base_channels`` = 64 as
    DCGAN's ngf) or the §0 decoder (``arch='conv'``); it outputs logits, the image is their sigmoid.
    The critic mirrors it (four k4 s2 convs, LeakyReLU 0.2, no normalisation because the gradient
@@ -70,6 +72,17 @@ Interpretations [I] (the config field is named in brackets):
    images/s counts real images, i.e. those the critic sees. The shared fields ``recon`` and
    ``reduction`` are unused: DiD has no reconstruction loss (``reconstruct`` is G(E(x))).
 
+11. Disentanglement (issue 33), measured on ``toy_squares`` (one square, scale × posX × posY) by the
+   MIG of E on *real* images, 600 steps at the shipped widths (docs/methods.md#did has the table):
+   the contrastive loss sits at its floor ln(#positives) from the first hundred steps, i.e. H tells
+   the codes apart whatever each code does, so it does not by itself tie a code to a factor; with 10
+   codes for 3 factors every factor is spread over many codes (E(real) predicts position with
+   kNN R² 0.95 but MIG 0.009). As many codes as factors gave the best toy MIG (0.058); extra noise
+   inputs (``noise_dim``, InfoGAN-CR), InfoGAN-CR's pairs that *share* one code (``pairs='share'``,
+   H symmetric), small shifts (``delta_min``/``delta_max`` 0.1–0.3), a late or ramped difference
+   term (``diff_schedule``, ``diff_start``), an entropy term that puts each difference on one H axis
+   (``diff_entropy``) and a spectrally normalised critic (``critic_spectral_norm``) are options.
+
 Interface: ``encode(x)`` = E(x) (``representation = 'samples-encoder'``), ``decode(z)`` = G(z)
 logits, so app traversals decode through the generator; latent specs are 'uniform' in [−1, 1].
 """
@@ -90,14 +103,16 @@ from disviz.models.base import ConfigError, DisentangledModel, LatentSpec, Model
 
 PRIOR_VARIANCE = 1.0 / 3.0  # of c ~ U(−1, 1)
 
-__all__ = ["DiD", "DiDConfig", "DifferenceEncoder", "gradient_penalty", "info_nce", "perturb", "sample_pairs"]
+__all__ = [
+    "DiD", "DiDConfig", "DifferenceEncoder", "axis_entropy", "gradient_penalty", "info_nce", "perturb", "sample_pairs",
+]  # fmt: skip
 
 
 @dataclass
 class DiDConfig(ModelConfig):
     """Proposed defaults of docs/methods.md#did (see the module docstring for every [I] choice)."""
 
-    latent_dim: int = 10
+    latent_dim: int = 5  # one code per factor (dSprites' 5; InfoGAN-CR's 5 codes): measured on the toy, item 11
     lr: float = 5e-4  # WGAN-GP used 1e-4; measured too slow here (module docstring, item 9)
     adam_betas: tuple[float, ...] = (0.5, 0.9)
     batch_size: int = 320  # real images per step: n_critic chunks of 64
@@ -115,6 +130,12 @@ class DiDConfig(ModelConfig):
     logit_bound: float = 8.0  # G's logits l -> b·tanh(l/b): no runaway to −128 (0: unbounded)
     diff_dim: int = 32
     temperature: float = 0.1
+    noise_dim: int = 0  # unregularised G inputs beside the codes (InfoGAN-CR: 5 codes + 5 noise); E ignores them
+    pairs: str = "shift"  # 'shift': c′ moves c along i; 'share': c′ keeps c_i, resamples the rest (InfoGAN-CR)
+    diff_schedule: str = "constant"  # 'late': diff weight 0 until diff_start·steps; 'ramp': linear up to it
+    diff_start: float = 0.5  # fraction of ``steps`` where 'late' switches on / 'ramp' reaches full weight
+    diff_entropy: float = 0.0  # weight of the entropy of H's squared components (one H axis per difference)
+    critic_spectral_norm: bool = False  # spectral normalisation of every critic layer (InfoGAN-CR)
     delta_min: float = 0.5
     delta_max: float = 1.0
     boundary: str = "flip"
@@ -161,6 +182,18 @@ class DiDConfig(ModelConfig):
             raise ConfigError(f"temperature={self.temperature} must be > 0")
         if self.diff_dim < 1:
             raise ConfigError(f"diff_dim={self.diff_dim} must be a positive integer")
+        if not isinstance(self.noise_dim, int) or self.noise_dim < 0:
+            raise ConfigError(f"noise_dim={self.noise_dim!r} must be an integer >= 0")
+        if self.pairs not in ("shift", "share"):
+            raise ConfigError(
+                f"pairs={self.pairs!r}: use shift (move code i) or share (keep code i, resample the rest)"
+            )
+        if self.diff_schedule not in ("constant", "late", "ramp"):
+            raise ConfigError(f"diff_schedule={self.diff_schedule!r}: use constant, late or ramp")
+        if not 0 <= self.diff_start <= 1:
+            raise ConfigError(f"diff_start={self.diff_start} must be a fraction of steps in [0, 1]")
+        if not self.diff_entropy >= 0:
+            raise ConfigError(f"diff_entropy={self.diff_entropy} must be >= 0")
 
     @property
     def chunk_size(self) -> int:
@@ -287,13 +320,16 @@ class DifferenceEncoder(nn.Module):
         in_channels = channels if mode == "subtract" else 2 * channels
         self.net = ConvEncoder(in_channels, out_dim, base_channels, hidden, negative_slope)
 
-    def forward(self, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x2: torch.Tensor, symmetric: bool = False) -> torch.Tensor:
+        """``symmetric``: H(x, x′) = H(x′, x), for unordered pairs (|f(x′) − f(x)|, or both concat orders summed)."""
         if self.mode == "subtract":
             both = self.net(torch.cat([x, x2], dim=0))  # [2B, diff_dim]
             a, b = both.float().chunk(2, dim=0)
-            return F.normalize(b - a, dim=1)
-        h = self.net(torch.cat([x, x2], dim=1))  # pair: [B, 2C, 64, 64] -> [B, diff_dim]
-        return F.normalize(h.float(), dim=1)
+            return F.normalize((b - a).abs() if symmetric else b - a, dim=1)
+        h = self.net(torch.cat([x, x2], dim=1)).float()  # pair: [B, 2C, 64, 64] -> [B, diff_dim]
+        if symmetric:
+            h = h + self.net(torch.cat([x2, x], dim=1)).float()
+        return F.normalize(h, dim=1)
 
 
 @contextlib.contextmanager
@@ -318,12 +354,15 @@ class DiD(DisentangledModel):
         config.validate()
         super().__init__(config, dataset_info)
         d, c, bc, hid = config.latent_dim, dataset_info.channels, config.base_channels, config.hidden
+        g_in = d + config.noise_dim  # G reads the codes, then the noise
         if config.arch == "dcgan":
-            self.generator: nn.Module = _DCGANGenerator(d, c, 2 * bc)
+            self.generator: nn.Module = _DCGANGenerator(g_in, c, 2 * bc)
             self.critic: nn.Module = _DCGANCritic(c, 2 * bc)
         else:
-            self.generator = ConvDecoder(d, c, bc, hid)
+            self.generator = ConvDecoder(g_in, c, bc, hid)
             self.critic = _ConvCritic(c, bc, hid)
+        if config.critic_spectral_norm:
+            _spectral_normalise(self.critic)
         self.samples_encoder = ConvEncoder(c, d, bc, hid, config.encoder_slope)
         self.diff_encoder = DifferenceEncoder(c, config.diff_dim, bc, hid, config.encoder_slope, config.diff_input)
 
@@ -332,15 +371,27 @@ class DiD(DisentangledModel):
         """x: [B, C, 64, 64] -> E(x): [B, d] float32, the estimate of the generator code."""
         return self.samples_encoder(x).float()
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z: [B, d] (in [−1, 1]) -> G(z) logits [B, C, 64, 64], softly bounded to ±``logit_bound``."""
+    def decode(self, z: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """z: [B, d] (in [−1, 1]) -> G(z, noise) logits [B, C, 64, 64], softly bounded to ±``logit_bound``.
+
+        ``noise`` [B, noise_dim] defaults to 0, the centre of its U(−1, 1) prior, so that traversals
+        of the codes are deterministic."""
+        if self.config.noise_dim:
+            if noise is None:
+                noise = z.new_zeros(z.shape[0], self.config.noise_dim)
+            z = torch.cat([z, noise.to(z.dtype)], dim=1)  # [B, d + noise_dim]
         logits = self.generator(z)
         bound = self.config.logit_bound
         return bound * torch.tanh(logits / bound) if bound > 0 else logits
 
-    def generate(self, c: torch.Tensor) -> torch.Tensor:
-        """c: [B, d] -> images in [0, 1] [B, C, 64, 64] (what the critic, E and H see)."""
-        return torch.sigmoid(self.decode(c))
+    def generate(self, c: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """c: [B, d] (noise [B, noise_dim] or 0) -> images in [0, 1] [B, C, 64, 64] (what the critic, E and H see)."""
+        return torch.sigmoid(self.decode(c, noise))
+
+    def sample_noise(self, n: int, device: torch.device | str) -> torch.Tensor | None:
+        """Unregularised inputs of G, U(−1, 1)^noise_dim [n, noise_dim]; None without any."""
+        k = self.config.noise_dim
+        return torch.rand(n, k, device=device) * 2 - 1 if k else None
 
     def latent_specs(self) -> list[LatentSpec]:
         return [LatentSpec(i, "uniform", -1.0, 1.0) for i in range(self.latent_dim)]
@@ -359,7 +410,7 @@ class DiD(DisentangledModel):
         fakes and their codes (for E's regression in ``train_step``; evaluation skips it)."""
         with torch.no_grad():
             codes = self.sample_codes(real.shape[0], real.device)  # [B, d]
-            fake = self.generate(codes).to(real.dtype)
+            fake = self.generate(codes, self.sample_noise(real.shape[0], real.device)).to(real.dtype)
         fake = fake.contiguous(memory_format=_memory_format(real))
         d_real = self.critic(real).float().mean()
         d_fake = self.critic(fake).float().mean()
@@ -373,46 +424,97 @@ class DiD(DisentangledModel):
             "codes": codes,
         }
 
-    def generator_terms(self, n: int, device: torch.device | str) -> dict[str, torch.Tensor]:
-        """Generator-side objective on ``n`` fresh codes and their perturbation pairs.
+    def diff_scale(self, step: int) -> float:
+        """The difference loss's schedule factor in [0, 1] at generator iteration ``step``
+        (InfoGAN-CR turns its contrastive term on only once the generator draws well)."""
+        cfg = self.config
+        edge = cfg.diff_start * cfg.steps
+        if cfg.diff_schedule == "constant" or edge <= 0:
+            return 1.0
+        if cfg.diff_schedule == "late":
+            return 1.0 if step >= edge else 0.0
+        return min(1.0, step / edge)
 
-        'loss' = −D(G(c)) + info_weight·enc + diff_weight·diff (plus the E / H terms on detached
-        images when a weight is 0, so E and H keep learning without shaping G).
+    def _partner(
+        self, c: torch.Tensor, noise: torch.Tensor | None, dims: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The second code of a pair along ``dims`` [n]: 'shift' moves c [n, d] along it (same noise);
+        'share' keeps c's value there and draws everything else afresh (InfoGAN-CR's pairs)."""
+        cfg = self.config
+        if cfg.pairs == "shift":
+            return perturb(c, dims, cfg.delta_min, cfg.delta_max, cfg.boundary), noise
+        rows = torch.arange(c.shape[0], device=c.device)
+        fresh = self.sample_codes(c.shape[0], c.device)  # [n, d]
+        fresh[rows, dims] = c[rows, dims]
+        return fresh, self.sample_noise(c.shape[0], c.device)
+
+    def _pair_difference(
+        self, x: torch.Tensor, x2: torch.Tensor, c: torch.Tensor, c2: torch.Tensor, dims: torch.Tensor
+    ) -> torch.Tensor:
+        """H over one pair: ordered along the moved code for 'shift'; symmetric for 'share' pairs."""
+        if self.config.pairs == "shift":
+            return self.difference(*_ordered(x, x2, c, c2, dims))
+        return self.diff_encoder(x, x2, symmetric=True)
+
+    def generator_terms(self, n: int, device: torch.device | str, step: int | None = None) -> dict[str, torch.Tensor]:
+        """Generator-side objective on ``n`` fresh codes and their pairs.
+
+        'loss' = −D(G(c)) + info_weight·enc + s(step)·diff_weight·(diff + diff_entropy·entropy), s the
+        schedule factor (plus the E / H terms on detached images when a weight is 0, so E and H keep
+        learning without shaping G). ``step`` None: the full weight.
         """
         cfg = self.config
         d = self.latent_dim
-        c, c_i, c_j, i, j = sample_pairs(n, d, device, cfg.delta_min, cfg.delta_max, cfg.boundary)
-        codes = [c, c_i, c_j]
+        c = self.sample_codes(n, device)  # [n, d]
+        noise = self.sample_noise(n, device)  # [n, k] or None
+        i = torch.randint(0, d, (n,), device=device)
+        j = (i + torch.randint(1, d, (n,), device=device)) % d  # uniform over the d − 1 others
+        (c_i, n_i), (c_j, n_j) = self._partner(c, noise, i), self._partner(c, noise, j)
+        codes, noises = [c, c_i, c_j], [noise, n_i, n_j]
         if cfg.diff_loss == "infonce":
-            c2 = self.sample_codes(n, device)
-            codes += [c2, perturb(c2, i, cfg.delta_min, cfg.delta_max, cfg.boundary)]
-        images = self.generate(torch.cat(codes, 0))  # one G pass (shared BatchNorm statistics): [kn, C, 64, 64]
+            c2, noise2 = self.sample_codes(n, device), self.sample_noise(n, device)
+            c2_i, n2_i = self._partner(c2, noise2, i)
+            codes += [c2, c2_i]
+            noises += [noise2, n2_i]
+        all_noise = torch.cat(noises, 0) if cfg.noise_dim else None  # type: ignore[arg-type]
+        images = self.generate(
+            torch.cat(codes, 0), all_noise
+        )  # one G pass (shared BatchNorm statistics): [kn, C, 64, 64]
         parts = images.split(n, 0)
         x, x_i, x_j = parts[0], parts[1], parts[2]
         with _frozen(self.critic):
             gen = -self.critic(x).float().mean()
         x_e = x if cfg.info_weight > 0 else x.detach()
         enc = F.mse_loss(self.encode(x_e), c)
-        if cfg.diff_weight == 0:
+        scale = 1.0 if step is None else self.diff_scale(step)
+        diff_weight = cfg.diff_weight * scale
+        if diff_weight == 0:
             parts = tuple(p.detach() for p in parts)
             x, x_i, x_j = parts[0], parts[1], parts[2]
-        u = self.difference(*_ordered(x, x_i, c, c_i, i))  # [n, h] along i
-        w = self.difference(*_ordered(x, x_j, c, c_j, j))  # [n, h] along j ≠ i
+        u = self._pair_difference(x, x_i, c, c_i, i)  # [n, h] along i
+        w = self._pair_difference(x, x_j, c, c_j, j)  # [n, h] along j ≠ i
         if cfg.diff_loss == "literal":
             diff = -(u - w).pow(2).sum(1).mean()
+            keys = w
         else:
-            v = self.difference(*_ordered(parts[3], parts[4], codes[3], codes[4], i))  # [n, h] along i, another base
-            diff = info_nce(u, torch.cat([v, w], 0), i, torch.cat([i, j], 0), cfg.temperature)
+            v = self._pair_difference(parts[3], parts[4], codes[3], codes[4], i)  # [n, h] along i, another base
+            keys = torch.cat([v, w], 0)
+            diff = info_nce(u, keys, i, torch.cat([i, j], 0), cfg.temperature)
+        terms: dict[str, torch.Tensor] = {}
+        if cfg.diff_entropy > 0:
+            entropy = axis_entropy(torch.cat([u, keys], 0))
+            diff = diff + cfg.diff_entropy * entropy
+            terms["h_entropy"] = entropy.detach()
         loss = (
             gen
             + (cfg.info_weight if cfg.info_weight > 0 else 1.0) * enc
-            + (cfg.diff_weight if cfg.diff_weight > 0 else 1.0) * diff
+            + (diff_weight if diff_weight > 0 else 1.0) * diff
         )
         # collapse diagnostics (detached, no sync): per-pixel std of G(c) across the codes, and E's
         # error relative to the prior variance of c ~ U(−1, 1) (1/3): ≈ 1 means E(G(c)) says nothing
         g_std = parts[0].detach().float().std(0).mean()
         enc_rel = enc.detach() / PRIOR_VARIANCE
-        return {"loss": loss, "gen": gen, "enc": enc, "diff": diff, "g_std": g_std, "enc_rel": enc_rel}
+        return {"loss": loss, "gen": gen, "enc": enc, "diff": diff, "g_std": g_std, "enc_rel": enc_rel, **terms}
 
     def health(self, losses: dict[str, float], step: int) -> str | None:
         """Collapse guard, after ``collapse_warmup`` generator iterations: G's samples no longer vary
@@ -434,7 +536,7 @@ class DiD(DisentangledModel):
         """Generator-side objective as 'loss' (trains G, E, H; the critic is frozen in it), with
         the critic terms on ``x`` reported detached. Training itself goes through ``train_step``."""
         terms = {k: v.detach() for k, v in self.critic_terms(x).items() if k in ("critic", "gp")}
-        terms.update(self.generator_terms(self._gen_batch(x), x.device))
+        terms.update(self.generator_terms(self._gen_batch(x), x.device, step))
         return terms
 
     def _gen_batch(self, x: torch.Tensor) -> int:
@@ -478,7 +580,7 @@ class DiD(DisentangledModel):
             gp_sum = terms["gp"].detach() if gp_sum is None else gp_sum + terms["gp"].detach()
         opt_g.zero_grad(set_to_none=True)
         opt_e.zero_grad(set_to_none=True)
-        gen_terms = self.generator_terms(self._gen_batch(x), x.device)
+        gen_terms = self.generator_terms(self._gen_batch(x), x.device, step)
         gen_terms["loss"].backward()
         opt_g.step()
         opt_e.step()
@@ -508,6 +610,22 @@ def info_nce(
     log_p = logits.log_softmax(dim=1)
     pos = (anchor_dims[:, None] == key_dims[None, :]).to(log_p.dtype)  # [n, m]
     return -((log_p * pos).sum(1) / pos.sum(1).clamp_min(1)).mean()
+
+
+def axis_entropy(h: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of the squared components of unit vectors h [n, k] (a distribution over the k
+    axes): 0 when every difference lies on one axis, ln k when it is spread evenly (DisCo's term)."""
+    p = h.float().pow(2).clamp_min(1e-12)  # [n, k], rows sum to 1
+    return -(p * p.log()).sum(1).mean()
+
+
+def _spectral_normalise(module: nn.Module) -> None:
+    """Spectral normalisation of every conv and linear layer of ``module``, in place."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, (nn.Conv2d, nn.Linear)):
+            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+        else:
+            _spectral_normalise(child)
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
