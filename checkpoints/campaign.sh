@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/campaign}
 AMP=${AMP:-bf16}
+TRACK=${TRACK:-1000}  # information-diffusion (and MIG) track every TRACK steps
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 # entry -> "model dataset steps seed [train options...]"; seed 0 is fixed before training.
@@ -38,9 +39,11 @@ declare -A ENTRY=(
     # from 57,543 steps (fresh optimiser; segment 10)
     [shapes3d/devae]="devae shapes3d 100000 0 --batch-size 256 --set lr=0.0001"
     [shapes3d/qlae]="qlae shapes3d 100000 0 --batch-size 64 --set arch=conv"
-    # DiD (issue 13): narrowed to CPU widths (G/critic 16, E/H base 8) [I]; batch 160 = 5 critic chunks of 32
-    [dsprites/did]="did dsprites 20000 0 --batch-size 160 --set base_channels=8 --set hidden=128"
-    [shapes3d/did]="did shapes3d 20000 0 --batch-size 160 --set base_channels=8 --set hidden=128"
+    # DiD (issue 13): narrowed to CPU widths (G/critic 16, E/H base 8) [I]; batch 160 = 5 critic chunks of 32.
+    # Issue 33: retrained from scratch with one code per factor (latent_dim 5 / 6) [I]; steps = the images of the
+    # issue-13 runs (1.17 M / 0.90 M) at batch 160; the shipped runs tracked diffusion every 500 steps (TRACK=500)
+    [dsprites/did]="did dsprites 7400 0 --batch-size 160 --set base_channels=8 --set hidden=128 --set latent_dim=5"
+    [shapes3d/did]="did shapes3d 5700 0 --batch-size 160 --set base_channels=8 --set hidden=128 --set latent_dim=6"
     [shapes3d/betavae]="betavae shapes3d 100000 0 --batch-size 64 --set lr=0.0005"
     # second seeds, reported beside the shipped seed 0 (checkpoints/seeds/ is not opened by default)
     [seeds/dsprites/devae-seed1]="devae dsprites 100000 1 --batch-size 64 --set lr=0.0001"  # seed 0's recipe
@@ -66,7 +69,7 @@ run_segment() {
     echo "== $key: $model on $dataset, $steps steps, seed $seed, $minutes min, amp $AMP ${mode[*]}"
     # shellcheck disable=SC2086  # opts is a list of options
     "$PY" -m disviz train --model "$model" --dataset "$dataset" --steps "$steps" --seed "$seed" \
-        --out "$work" --amp "$AMP" --save-every 500 --track-diffusion 1000 --time-limit "$minutes" \
+        --out "$work" --amp "$AMP" --save-every 500 --track-diffusion "$TRACK" --time-limit "$minutes" \
         --no-progress "${mode[@]}" $opts || [ $? -eq 130 ]  # 130: stopped at the time limit, saved
 }
 

@@ -74,7 +74,7 @@ MORE=1 run dsprites deft 100000 --stop-at 90000 --batch-size 64 --set lr=0.0005 
 run dsprites qlae 100000 --stop-at 94709 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 run dsprites ae 100000 --stop-at 30987 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run dsprites ae 100000 --stop-at 90000 --batch-size 64 --set arch=conv --amp bf16 --track-diffusion 1000 --save-every 500
-run dsprites did 20000 --stop-at 7327 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
+run dsprites did 7400 --batch-size 160 --set base_channels=8 --set hidden=128 --set latent_dim=5 --amp bf16 --track-diffusion 500 --save-every 500
 run dsprites betatcvae 100000 --stop-at 30292 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run dsprites betatcvae 100000 --stop-at 90000 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 
@@ -92,7 +92,7 @@ MORE=1 run shapes3d qlae 100000 --stop-at 90000 --batch-size 64 --set arch=conv 
 run shapes3d devae 100000 --stop-at 43946 --batch-size 64 --set lr=0.0005 --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run shapes3d devae 100000 --stop-at 57543 --batch-size 64 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
 MORE=1 run shapes3d devae 100000 --stop-at 67844 --batch-size 256 --set lr=0.0001 --amp bf16 --track-diffusion 1000 --save-every 500
-run shapes3d did 20000 --stop-at 5641 --batch-size 160 --set base_channels=8 --set hidden=128 --amp bf16 --track-diffusion 1000 --save-every 500
+run shapes3d did 5700 --batch-size 160 --set base_channels=8 --set hidden=128 --set latent_dim=6 --amp bf16 --track-diffusion 500 --save-every 500
 
 # --- IFP annealing tests -------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" annealing "* ]]; then

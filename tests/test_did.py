@@ -247,7 +247,7 @@ class _BlockGenerator(nn.Module):
 def test_difference_encoder_learns_to_separate_dimensions(diff_loss):
     """With a generator whose dimensions are visible, minimising L_H over H pulls moves along i and
     along j ≠ i apart (the loss has the right sign and H can see the pair difference)."""
-    model = tiny(diff_loss=diff_loss, base_channels=8, hidden=64)
+    model = tiny(diff_loss=diff_loss, base_channels=8, hidden=64, latent_dim=10)  # 10 visible blocks
     model.generator = _BlockGenerator()
     opt = torch.optim.Adam(model.diff_encoder.parameters(), lr=3e-3)
 
@@ -431,3 +431,35 @@ def test_spectral_norm_critic_round_trips(tmp_path):
     again.load_state_dict(load_file(tmp_path / "m.safetensors"))
     with torch.no_grad():
         assert torch.allclose(model.eval().critic(x), again.eval().critic(x), atol=1e-5)
+
+
+# --- disentanglement on the toy (issue 33): the MIG of E on real images -------------------------
+def _toy_mig(tmp_path, latent_dim: int, steps: int = 100) -> float:
+    """Train DiD on toy_squares (scale × posX × posY) through the engine at the shipped widths and
+    batch, and return the MIG of E on 2,000 real toy images at ``steps`` (the diffusion track:
+    mean over factors of NMI1 − NMI2)."""
+    import numpy as np
+
+    from disviz.engine.card import load_card
+    from disviz.engine.train import TrainConfig, train
+
+    overrides = {"base_channels": 8, "hidden": 128, "latent_dim": latent_dim}
+    cfg = TrainConfig(
+        "did", "toy_squares", tmp_path / f"d{latent_dim}", steps=steps, seed=0, device="cpu", batch_size=160,
+        overrides=overrides, track_diffusion=steps, log_every=50,
+    )  # fmt: skip
+    (track,) = load_card(train(cfg)).diffusion()
+    return float(np.mean(np.subtract(track["nmi1"], track["nmi2"])))
+
+
+@pytest.mark.slow
+def test_one_code_per_factor_disentangles_the_toy_where_ten_codes_do_not(tmp_path):
+    """docs/methods.md#disentanglement-what-was-measured: at the shipped widths, 100 steps (16,000
+    images), one code per factor gives E a MIG of about 0.05 on real toy images and the old 10 codes
+    about 0.02 (measured with this test 0.054 / 0.020; the table's runs 0.056 / 0.016 at 100 steps and
+    0.058 / 0.009 at 600)."""
+    per_factor = _toy_mig(tmp_path, latent_dim=3)
+    ten = _toy_mig(tmp_path, latent_dim=10)
+    assert per_factor >= 0.035, per_factor
+    assert ten < 0.03, ten
+    assert per_factor > 2 * ten
