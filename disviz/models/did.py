@@ -229,8 +229,7 @@ def sample_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(c, c′, c″, i, j): c ~ U(−1,1)^d [n, d]; c′ moves c along i, c″ along j ≠ i (each [n, d]; i, j [n])."""
     c = torch.rand(n, d, device=device) * 2 - 1
-    i = torch.randint(0, d, (n,), device=device)
-    j = (i + torch.randint(1, d, (n,), device=device)) % d  # uniform over the d − 1 others
+    i, j = pair_dims(n, d, device)
     return (
         c,
         perturb(c, i, delta_min, delta_max, boundary),
@@ -238,6 +237,12 @@ def sample_pairs(
         i,
         j,
     )
+
+
+def pair_dims(n: int, d: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(i, j) [n] each: i uniform over the d dimensions, j uniform over the d − 1 others."""
+    i = torch.randint(0, d, (n,), device=device)
+    return i, (i + torch.randint(1, d, (n,), device=device)) % d
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -467,8 +472,7 @@ class DiD(DisentangledModel):
         d = self.latent_dim
         c = self.sample_codes(n, device)  # [n, d]
         noise = self.sample_noise(n, device)  # [n, k] or None
-        i = torch.randint(0, d, (n,), device=device)
-        j = (i + torch.randint(1, d, (n,), device=device)) % d  # uniform over the d − 1 others
+        i, j = pair_dims(n, d, device)
         (c_i, n_i), (c_j, n_j) = self._partner(c, noise, i), self._partner(c, noise, j)
         codes, noises = [c, c_i, c_j], [noise, n_i, n_j]
         if cfg.diff_loss == "infonce":
